@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Stream speech from a TTS Truss and play it, save it, or pipe it.
+
+    python client/call.py "Some text"                 # play through ffplay as it arrives
+    python client/call.py "Some text" --out hi.wav    # write a WAV file
+    python client/call.py "Some text" --raw | aplay -f S16_LE -r 24000 -c 1
+    python client/call.py "Some text" --model-id abcd1234   # Baseten (BASETEN_API_KEY)
+
+Standard library only, so it runs anywhere Python 3.9+ does. Timing (time to first
+audio byte, total) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import wave
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+PREDICT_PATH = "/v1/models/model:predict"
+READ_SIZE = 4096
+
+# Exit codes, one per failure a caller may want to tell apart.
+EXIT_UNREACHABLE, EXIT_HTTP, EXIT_NO_PLAYER, EXIT_CUT_SHORT = 2, 3, 4, 5
+
+
+class ClientError(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def predict_url(url: str | None, model_id: str | None) -> str:
+    """A full predict URL from --url (a base URL or a full URL) or --model-id."""
+    if model_id:
+        return f"https://model-{model_id}.api.baseten.co/environments/production/predict"
+    url = url or DEFAULT_URL
+    if urllib.parse.urlsplit(url).path in ("", "/"):
+        return url.rstrip("/") + PREDICT_PATH
+    return url
+
+
+def parse_field(item: str) -> tuple[str, object]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--field wants KEY=VALUE, got {item!r}")
+    try:
+        value: object = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare word is a string
+    return key, value
+
+
+def open_stream(url: str, body: dict, api_key: str | None, timeout: float):
+    headers = {"Content-Type": "application/json", "Accept": "audio/pcm"}
+    if api_key:
+        headers["Authorization"] = f"Api-Key {api_key}"
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers=headers, method="POST"
+    )
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        try:
+            detail = json.loads(detail).get("error", detail)
+        except (json.JSONDecodeError, AttributeError):
+            pass
+        raise ClientError(f"server answered HTTP {exc.code}: {detail}", EXIT_HTTP)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ClientError(
+            f"cannot reach {url}: {reason}. Is the server running? Start the default "
+            "one with: python -m local_truss serve piper-streaming",
+            EXIT_UNREACHABLE,
+        )
+
+
+def start_player(sample_rate: int) -> subprocess.Popen:
+    ffplay = shutil.which("ffplay")
+    if ffplay is None:
+        raise ClientError(
+            "ffplay not found: install FFmpeg (Debian/Ubuntu: sudo apt-get install "
+            "ffmpeg; macOS: brew install ffmpeg), or save the audio with --out file.wav",
+            EXIT_NO_PLAYER,
+        )
+    # ffplay exits 0 even when it cannot open an audio device, so its complaints
+    # are kept in a file and read afterwards.
+    log = tempfile.TemporaryFile()
+    player = subprocess.Popen(
+        [ffplay, "-hide_banner", "-loglevel", "error", "-nodisp", "-autoexit",
+         "-f", "s16le", "-ar", str(sample_rate), "-ch_layout", "mono", "-i", "-"],
+        stdin=subprocess.PIPE,
+        stderr=log,
+    )
+    player.error_log = log  # type: ignore[attr-defined]
+    return player
+
+
+def player_errors(player: subprocess.Popen) -> str:
+    log = player.error_log  # type: ignore[attr-defined]
+    log.seek(0)
+    text = log.read().decode("utf-8", "replace")
+    failed = [line for line in text.splitlines() if "failed" in line.lower() or "Failed" in line]
+    return failed[-1] if failed else ""
+
+
+def player_failed(player: subprocess.Popen) -> ClientError:
+    reason = player_errors(player) or f"exit code {player.returncode}"
+    return ClientError(
+        f"ffplay could not play ({reason}); no audio output device? "
+        "Save the audio with --out file.wav instead",
+        EXIT_NO_PLAYER,
+    )
+
+
+def stream(args: argparse.Namespace) -> int:
+    url = predict_url(args.url, args.model_id)
+    body: dict = {"text": args.text, "format": "pcm", "sample_rate": args.sample_rate}
+    if args.voice:
+        body["voice"] = args.voice
+    if args.language:
+        body["language"] = args.language
+    body.update(dict(args.field))
+    api_key = args.api_key or os.environ.get("BASETEN_API_KEY")
+    if "api.baseten.co" in url and not api_key:
+        raise ClientError("Baseten needs an API key: set BASETEN_API_KEY or pass --api-key", EXIT_HTTP)
+
+    player = start_player(args.sample_rate) if args.play else None
+    wav_tmp = None
+    if args.out:
+        fd, wav_tmp = tempfile.mkstemp(suffix=".wav", dir=os.path.dirname(os.path.abspath(args.out)))
+        os.close(fd)
+    wav_file = None
+    started = time.perf_counter()
+    first_byte = None
+    received = 0
+    rate = args.sample_rate
+    try:
+        response = open_stream(url, body, api_key, args.timeout)
+        rate = int(response.headers.get("X-Sample-Rate") or args.sample_rate)
+        if wav_tmp:
+            wav_file = wave.open(wav_tmp, "wb")
+            wav_file.setnchannels(1)
+            wav_file.setsampwidth(2)
+            wav_file.setframerate(rate)
+        leftover = b""
+        while True:
+            try:
+                chunk = response.read1(READ_SIZE) if hasattr(response, "read1") else response.read(READ_SIZE)
+            except (http.client.IncompleteRead, http.client.HTTPException, OSError) as exc:
+                raise ClientError(
+                    f"stream cut short after {received} bytes ({exc.__class__.__name__}): "
+                    "the server failed mid-stream or the connection dropped",
+                    EXIT_CUT_SHORT,
+                )
+            if not chunk:
+                break
+            if first_byte is None:
+                first_byte = time.perf_counter() - started
+            received += len(chunk)
+            if player is not None:
+                try:
+                    player.stdin.write(chunk)
+                    player.stdin.flush()
+                except BrokenPipeError:
+                    player.wait()
+                    raise player_failed(player)
+            if args.raw:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            if wav_file is not None:
+                data = leftover + chunk
+                usable = len(data) - len(data) % 2  # a sample may straddle two reads
+                wav_file.writeframes(data[:usable])
+                leftover = data[usable:]
+        if leftover:
+            raise ClientError("stream ended inside a 16-bit sample", EXIT_CUT_SHORT)
+        if wav_file is not None:
+            wav_file.close()
+            wav_file = None
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(wav_tmp, 0o666 & ~umask)  # mkstemp made it private
+            os.replace(wav_tmp, args.out)
+            wav_tmp = None
+    finally:
+        if wav_file is not None:
+            wav_file.close()
+        if wav_tmp and os.path.exists(wav_tmp):
+            os.unlink(wav_tmp)  # never leave a silently short file behind
+        if player is not None:
+            try:
+                player.stdin.close()
+            except BrokenPipeError:
+                pass
+            player.wait()
+    if player is not None and (player.returncode != 0 or player_errors(player)):
+        raise player_failed(player)
+    total = time.perf_counter() - started
+    seconds = received / 2 / rate
+    ttfb = f"{first_byte * 1000:.0f} ms" if first_byte is not None else "n/a"
+    print(
+        f"first audio byte: {ttfb}  total: {total * 1000:.0f} ms  "
+        f"audio: {seconds:.2f} s" + (f"  saved: {args.out}" if args.out else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("text", help="what to say")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--url", help=f"server base URL or full predict URL (default {DEFAULT_URL})")
+    where.add_argument("--model-id", help="Baseten model id (production environment)")
+    parser.add_argument("--api-key", help="Baseten API key (default: $BASETEN_API_KEY)")
+    parser.add_argument("--voice")
+    parser.add_argument("--language")
+    parser.add_argument("--sample-rate", type=int, default=24000)
+    parser.add_argument("--field", type=parse_field, action="append", default=[],
+                        metavar="KEY=VALUE", help="extra model field, value parsed as JSON if it can be")
+    parser.add_argument("--out", help="write a WAV file")
+    parser.add_argument("--raw", action="store_true", help="write raw s16le PCM to stdout")
+    parser.add_argument("--play", action="store_true",
+                        help="play through ffplay (the default when neither --out nor --raw is given)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for data")
+    args = parser.parse_args(argv)
+    if not args.out and not args.raw:
+        args.play = True
+    try:
+        return stream(args)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except BrokenPipeError:
+        return 0  # the reader of --raw went away
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

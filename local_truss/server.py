@@ -1,0 +1,123 @@
+"""Start, wait for and stop a locally served Truss."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from .app_tree import AppTree, build_app_tree
+from .environment import ensure_environment
+from .paths import REPO_ROOT
+
+logger = logging.getLogger(__name__)
+
+LAUNCHER = REPO_ROOT / "local_truss" / "launch.py"
+
+
+def server_environment(tree: AppTree, port: int, host: str) -> dict[str, str]:
+    """The process environment the container would give the server."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    config = tree.config
+    # Baseten sets these on the running container; so do we.
+    env.update({k: str(v) for k, v in (config.get("environment_variables") or {}).items()})
+    env.update(
+        {
+            "INFERENCE_SERVER_PORT": str(port),
+            "LOCAL_TRUSS_HOST": host,
+            # The image copies bundled packages to /packages, on sys.path there.
+            "PYTHONPATH": str(tree.packages_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+class LocalTrussServer:
+    """One Truss served by truss's inference server in a child process."""
+
+    def __init__(
+        self,
+        truss_dir: Path,
+        port: int = 8080,
+        host: str = "127.0.0.1",
+        extra_env: Optional[dict[str, str]] = None,
+        log_path: Optional[Path] = None,
+    ):
+        self.truss_dir = Path(truss_dir)
+        self.port = port
+        self.host = host
+        self.extra_env = extra_env or {}
+        self.log_path = log_path
+        self.process: Optional[subprocess.Popen] = None
+        self.tree: Optional[AppTree] = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def predict_url(self) -> str:
+        return f"{self.base_url}/v1/models/model:predict"
+
+    def prepare(self) -> Path:
+        """Build the app tree and environment; return the environment's python."""
+        self.tree = build_app_tree(self.truss_dir)
+        return ensure_environment(self.truss_dir.name, self.tree.build_dir)
+
+    def start(self) -> "LocalTrussServer":
+        python = self.prepare()
+        assert self.tree is not None
+        env = server_environment(self.tree, self.port, self.host)
+        env.update(self.extra_env)
+        stdout = open(self.log_path, "ab") if self.log_path else None
+        self.process = subprocess.Popen(
+            [str(python), str(LAUNCHER)],
+            cwd=self.tree.app_dir,
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.STDOUT if stdout else None,
+        )
+        return self
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/v1/models/model", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout_s: float = 300) -> "LocalTrussServer":
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.truss_dir.name} server exited with {self.process.returncode}"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
+            if self.ready():
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.truss_dir.name} not ready after {timeout_s:g} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.tree is not None:
+            self.tree.remove()
+
+    def __enter__(self) -> "LocalTrussServer":
+        return self.start().wait_ready()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,70 @@
+"""The request schema: defaults, aliases and the errors each bad field gets."""
+
+import json
+
+import pytest
+from tts_common.contract import (
+    DEFAULT_SAMPLE_RATE,
+    MAX_TEXT_CHARS,
+    AudioFormat,
+    RequestError,
+    StreamRequest,
+    parse_request,
+)
+
+
+def parse(body) -> StreamRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return parse_request(raw, StreamRequest)
+
+
+def test_defaults():
+    req = parse({"text": "Hello."})
+    assert req.format is AudioFormat.pcm
+    assert req.output_rate == DEFAULT_SAMPLE_RATE
+    assert req.language == "en"
+    assert req.voice is None
+
+
+def test_speaker_is_an_alias_of_voice():
+    assert parse({"text": "Hi", "speaker": "joe"}).voice == "joe"
+
+
+def test_mulaw_defaults_to_8k():
+    req = parse({"text": "Hi", "format": "mulaw"})
+    assert req.output_rate == 8000
+
+
+@pytest.mark.parametrize(
+    "body, status, field",
+    [
+        ({}, 422, "text"),
+        ({"text": ""}, 422, "text"),
+        ({"text": "   \n\t"}, 422, "text"),
+        ({"text": "x" * (MAX_TEXT_CHARS + 1)}, 422, "text"),
+        ({"text": 42}, 422, "text"),
+        ({"text": ["a"]}, 422, "text"),
+        ({"text": "Hi", "vocie": "joe"}, 422, "vocie"),
+        ({"text": "Hi", "format": "mp3"}, 422, "format"),
+        ({"text": "Hi", "sample_rate": 12345}, 422, "sample_rate"),
+        ({"text": "Hi", "sample_rate": "24000"}, 422, "sample_rate"),
+        ({"text": "Hi", "sample_rate": True}, 422, "sample_rate"),
+        ({"text": "Hi", "format": "mulaw", "sample_rate": 24000}, 422, "sample_rate"),
+        ({"text": "Hi", "language": 7}, 422, "language"),
+        (b"{not json", 400, "body"),
+        (b"text=hello", 400, "body"),
+        (b"[1, 2]", 400, "body"),
+        (b'"just a string"', 400, "body"),
+    ],
+)
+def test_bad_input_names_the_field(body, status, field):
+    with pytest.raises(RequestError) as info:
+        parse(body)
+    assert info.value.status == status
+    payload = info.value.body()
+    assert payload["field"] == field
+    assert field in payload["error"]
+
+
+def test_text_at_the_limit_is_accepted():
+    assert len(parse({"text": "x" * MAX_TEXT_CHARS}).text) == MAX_TEXT_CHARS

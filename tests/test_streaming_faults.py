@@ -1,0 +1,92 @@
+"""The shared streaming machinery under faults, served by the real truss server.
+
+The fault-streaming test Truss streams a synthetic tone through tts_common, with
+faults the test picks, and can also stream through truss's own generator path so
+the baseline behaviour is measured in the same run.
+"""
+
+import json
+import time
+
+import pytest
+import requests
+
+
+def events(server) -> list[dict]:
+    if not server.events_path.exists():
+        return []
+    return [json.loads(line) for line in server.events_path.read_text().splitlines()]
+
+
+def read_all(server, body) -> tuple[int, bytes]:
+    with requests.post(server.predict_url, json=body, stream=True, timeout=60) as r:
+        return r.status_code, b"".join(r.iter_content(chunk_size=None))
+
+
+def test_baseline_truss_generator_hides_a_mid_stream_failure(faults):
+    """Measured: truss's own generator path ends a failed stream as a clean 200."""
+    status, body = read_all(faults, {"text": "x", "native": True, "chunks": 6, "fail_after": 2})
+    assert status == 200
+    assert len(body) == 2 * 1600 * 2  # two 100 ms chunks at 16 kHz, then a clean end
+
+
+def test_mid_stream_failure_aborts_the_body(faults):
+    with requests.post(
+        faults.predict_url,
+        json={"text": "x", "chunks": 6, "fail_after": 2},
+        stream=True,
+        timeout=60,
+    ) as r:
+        assert r.status_code == 200
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            b"".join(r.iter_content(chunk_size=None))
+
+
+def test_failure_before_audio_is_a_500_with_json(faults):
+    r = requests.post(faults.predict_url, json={"text": "x", "fail_after": 0}, timeout=60)
+    assert r.status_code == 500
+    assert "injected failure" in r.json()["error"]
+
+
+def test_disconnect_stops_generation_and_frees_the_slot(faults):
+    """max_streams is 1: after the client leaves, the next caller gets the slot."""
+    with requests.post(
+        faults.predict_url,
+        json={"text": "x", "chunks": 300, "chunk_ms": 100},
+        stream=True,
+        timeout=60,
+    ) as r:
+        assert r.status_code == 200
+        next(r.iter_content(chunk_size=1024))
+        left_at = time.time()
+    # The slot is the only one; queue_timeout_s is 1, so a held slot means 503.
+    deadline = time.time() + 10
+    while True:
+        status, _ = read_all(faults, {"text": "x", "chunks": 1, "chunk_ms": 10})
+        if status == 200 or time.time() > deadline:
+            break
+    assert status == 200
+    stopped = [e for e in events(faults) if e["event"] == "stopped" and e["of"] == 300]
+    assert stopped, "the long generation never ended"
+    assert stopped[-1]["cancelled"]
+    assert stopped[-1]["produced"] < 100  # stopped long before its 300 chunks
+    assert stopped[-1]["t"] - left_at < 3
+
+
+def test_busy_server_answers_503_after_a_bounded_wait(faults):
+    with requests.post(
+        faults.predict_url, json={"text": "x", "chunks": 40, "chunk_ms": 100}, stream=True, timeout=60
+    ) as holder:
+        assert holder.status_code == 200
+        # Keep the iterator: dropping it makes urllib3 close the connection.
+        holding = holder.iter_content(chunk_size=1024)
+        next(holding)
+        r = requests.post(faults.predict_url, json={"text": "x", "chunks": 1}, timeout=30)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert "busy" in r.json()["error"]
+
+
+def test_config_environment_variables_and_secrets_apply(faults):
+    r = requests.post(faults.predict_url + "?env", json={}, timeout=30)
+    assert r.json() == {"greeting": "set-from-config", "secret": "s3cret"}
