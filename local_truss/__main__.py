@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .server import LocalTrussServer
+from .server import LocalTrussServer, truss_python
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,12 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.truss_dir / "config.yaml").is_file():
         parser.error(f"{args.truss_dir} has no config.yaml: not a Truss directory")
 
-    server = LocalTrussServer(args.truss_dir, port=args.port, host=args.host)
     if args.command == "prepare":
-        python = server.prepare()
-        server.stop()
-        print(python)
+        print(truss_python(args.truss_dir))
         return 0
+
+    server = LocalTrussServer(args.truss_dir, port=args.port, host=args.host)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.start()

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from .paths import REPO_ROOT, cache_dir
 
 logger = logging.getLogger(__name__)
@@ -25,8 +27,14 @@ def _requirement_files(build_dir: Path) -> list[Path]:
     return [build_dir / "requirements.txt"]
 
 
+def _build_commands(build_dir: Path) -> list[str]:
+    config = yaml.safe_load((build_dir / "config.yaml").read_text())
+    return list(config.get("build_commands") or [])
+
+
 def _key(build_dir: Path) -> str:
     digest = hashlib.sha256(sys.version.encode())
+    digest.update("\n".join(_build_commands(build_dir)).encode())
     for path in [
         *_requirement_files(build_dir),
         build_dir / "constraints.txt",
@@ -51,12 +59,19 @@ def ensure_environment(name: str, build_dir: Path) -> Path:
     constraints = ["-c", str(build_dir / "constraints.txt")]
     if CPU_CONSTRAINTS.exists():
         constraints += ["-c", str(CPU_CONSTRAINTS)]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     for requirements in _requirement_files(build_dir):
         subprocess.run(
             [str(python), "-m", "pip", "install", "--disable-pip-version-check",
              "-q", "-r", str(requirements), *constraints],
             check=True,
-            env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+            env=env,
         )
+    # The image runs config.yaml's build_commands after installing requirements,
+    # with this environment's python first on PATH; so do we.
+    env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    for command in _build_commands(build_dir):
+        logger.info("build command: %s", command)
+        subprocess.run(["bash", "-c", command], check=True, env=env, cwd=build_dir)
     marker.write_text("ok\n")
     return python

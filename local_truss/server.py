@@ -38,6 +38,15 @@ def server_environment(tree: AppTree, port: int, host: str) -> dict[str, str]:
     return env
 
 
+def truss_python(truss_dir: Path) -> Path:
+    """The python of a Truss's environment (built if needed), for in-process work."""
+    server = LocalTrussServer(truss_dir)
+    try:
+        return server.prepare()
+    finally:
+        server.stop()
+
+
 class LocalTrussServer:
     """One Truss served by truss's inference server in a child process."""
 

@@ -49,7 +49,7 @@ def test_failure_before_audio_is_a_500_with_json(faults):
 
 
 def test_disconnect_stops_generation_and_frees_the_slot(faults):
-    """max_streams is 1: after the client leaves, the next caller gets the slot."""
+    """TTS_MAX_STREAMS is 1: after the client leaves, the next caller gets the slot."""
     with requests.post(
         faults.predict_url,
         json={"text": "x", "chunks": 300, "chunk_ms": 100},
@@ -59,7 +59,7 @@ def test_disconnect_stops_generation_and_frees_the_slot(faults):
         assert r.status_code == 200
         next(r.iter_content(chunk_size=1024))
         left_at = time.time()
-    # The slot is the only one; queue_timeout_s is 1, so a held slot means 503.
+    # The slot is the only one; TTS_QUEUE_TIMEOUT_S is 1, so a held slot means 503.
     deadline = time.time() + 10
     while True:
         status, _ = read_all(faults, {"text": "x", "chunks": 1, "chunk_ms": 10})

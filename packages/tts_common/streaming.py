@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
@@ -42,6 +43,8 @@ class Synthesis:
 
     model_rate: int
     chunks: Callable[[threading.Event], Iterator[np.ndarray]]
+    # Extra response headers; `chunks` may fill them in before its first chunk.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class StreamAborted(RuntimeError):
@@ -66,6 +69,15 @@ def error_response(
 
 class AudioStreamer:
     """Admission control plus streaming for one model instance."""
+
+    @classmethod
+    def from_environment(cls) -> "AudioStreamer":
+        """Limits from config.yaml's environment_variables (TTS_MAX_STREAMS,
+        TTS_QUEUE_TIMEOUT_S), so a deployment can change them without a rebuild."""
+        return cls(
+            max_streams=int(os.environ.get("TTS_MAX_STREAMS", "1")),
+            queue_timeout_s=float(os.environ.get("TTS_QUEUE_TIMEOUT_S", "10")),
+        )
 
     def __init__(self, max_streams: int, queue_timeout_s: float):
         self.max_streams = max_streams
@@ -130,14 +142,18 @@ class AudioStreamer:
         def work() -> None:
             chunks = synthesis.chunks(cancel)
             try:
+                produced = 0
                 with contextlib.closing(chunks):  # frees model state at once on cancel
                     for chunk in chunks:
                         if cancel.is_set():
                             break
+                        produced += 1
                         data = encoder.encode(chunk)
                         if data:
                             put(data)
-                if not cancel.is_set():
+                if cancel.is_set():
+                    logger.info("generation cancelled after %d chunks (client gone)", produced)
+                else:
                     tail = encoder.finish()
                     if tail:
                         put(tail)
@@ -166,8 +182,7 @@ class AudioStreamer:
                     if isinstance(item, _Failure):
                         raise StreamAborted(f"synthesis failed mid-stream: {item.error}")
                     if item is _DISCONNECTED:
-                        logger.info("client disconnected; generation stopped")
-                        return
+                        return  # the worker sees `cancel` and stops
                     yield item
                     item = await self._next(queue, request)
             finally:
@@ -177,6 +192,7 @@ class AudioStreamer:
             body(),
             media_type=content_type(req.format, req.output_rate),
             headers={
+                **synthesis.headers,
                 "X-Sample-Rate": str(req.output_rate),
                 "X-Audio-Format": req.format.value,
                 "Cache-Control": "no-store",

@@ -29,10 +29,7 @@ class Model:
     def __init__(self, **kwargs):
         metadata = kwargs["config"].get("model_metadata", {})
         self._voice_name: str = metadata.get("voice", "en_US-joe-medium")
-        self._streamer = AudioStreamer(
-            max_streams=int(metadata.get("max_streams", 4)),
-            queue_timeout_s=float(metadata.get("queue_timeout_s", 10)),
-        )
+        self._streamer = AudioStreamer.from_environment()
         self._voice: Optional[PiperVoice] = None
 
     def load(self) -> None:

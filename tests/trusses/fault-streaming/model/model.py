@@ -31,9 +31,8 @@ def _tone(index: int, chunk_ms: int) -> np.ndarray:
 
 class Model:
     def __init__(self, **kwargs):
-        metadata = kwargs["config"]["model_metadata"]
         self._secrets = kwargs.get("secrets")
-        self._streamer = AudioStreamer(metadata["max_streams"], metadata["queue_timeout_s"])
+        self._streamer = AudioStreamer.from_environment()
         self._events = os.environ.get("FAULT_EVENTS_PATH")
 
     def _log(self, **event) -> None:

@@ -1,0 +1,194 @@
+"""Coqui XTTS-v2 speaking the shared streaming contract.
+
+load(): the model from the cached weights (or XTTS_MODEL_DIR), the conditioning
+latents of every built-in and folder speaker pinned on the device, a warm-up.
+predict(): validate, then stream 16-bit PCM per `inference_stream` chunk.
+"""
+
+import contextlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional
+from pydantic import AliasChoices, Field, StrictStr
+from starlette.requests import Request
+from starlette.responses import Response
+from TTS.tts.configs.xtts_config import XttsConfig
+from TTS.tts.models.xtts import Xtts
+from tts_common.contract import StreamRequest, field_error
+from tts_common.reference_audio import decode_reference_wav
+from tts_common.speaker_cache import SpeakerCache, content_key
+from tts_common.streaming import AudioStreamer, Synthesis
+from tts_common.text import plan_segments
+
+logger = logging.getLogger(__name__)
+
+Latents = tuple[torch.Tensor, torch.Tensor]  # (gpt_cond_latent, speaker_embedding)
+
+
+class XttsRequest(StreamRequest):
+    """XTTS fields; sampling fields left out use the checkpoint's config.json values."""
+
+    speaker_wav: Optional[StrictStr] = None  # base64 WAV, 1 to 30 s, for cloning
+    chunk_size: int = Field(
+        default=20, ge=5, le=400, validation_alias=AliasChoices("chunk_size", "stream_chunk_size")
+    )
+    temperature: Optional[float] = Field(default=None, gt=0.0, le=2.0)
+    top_k: Optional[int] = Field(default=None, ge=1, le=1000)
+    top_p: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+    repetition_penalty: Optional[float] = Field(default=None, ge=1.0, le=50.0)
+    length_penalty: Optional[float] = Field(default=None, ge=-10.0, le=10.0)
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes")
+
+
+class Model:
+    def __init__(self, **kwargs):
+        config = kwargs["config"]
+        metadata = config.get("model_metadata", {})
+        self._weights_dir = Path(config["weights"][0]["mount_location"])
+        self._data_dir = Path(kwargs.get("data_dir") or "data")
+        self._lazy_data = kwargs.get("lazy_data_resolver")
+        self._default_voice_name: str = metadata.get("default_voice", "")
+        self._streamer = AudioStreamer.from_environment()
+        self._cloned: SpeakerCache[Latents] = SpeakerCache(int(metadata.get("max_cloned_voices", 64)))
+        self.model: Optional[Xtts] = None
+        self.voices: dict[str, Latents] = {}
+        self.default_voice = ""
+
+    # ---- load -------------------------------------------------------------
+
+    def _checkpoint_dir(self) -> Path:
+        local = os.environ.get("XTTS_MODEL_DIR")
+        if local:
+            return Path(local)
+        if self._lazy_data is not None:
+            self._lazy_data.block_until_download_complete()
+        return self._weights_dir
+
+    def load(self) -> None:
+        cuda = torch.cuda.is_available()
+        self.device = "cuda" if cuda else "cpu"
+        if not cuda:
+            logger.warning("CUDA is not available: XTTS runs on the CPU, far slower than on a GPU")
+        use_deepspeed = cuda and _env_flag("XTTS_DEEPSPEED")
+        self._half = cuda and _env_flag("XTTS_HALF")
+        checkpoint = self._checkpoint_dir()
+        config = XttsConfig()
+        config.load_json(str(checkpoint / "config.json"))
+        model = Xtts(config)
+        model.load_checkpoint(config, checkpoint_dir=str(checkpoint), use_deepspeed=use_deepspeed, eval=True)
+        model.to(self.device)
+        self.model = model
+        self.languages = list(config.languages)
+        logger.info("XTTS loaded from %s on %s (deepspeed=%s, fp16=%s)", checkpoint, self.device, use_deepspeed, self._half)
+
+        # Pin every known voice's conditioning on the device, once.
+        with torch.inference_mode():
+            for name, speaker in (model.speaker_manager.speakers if model.speaker_manager else {}).items():
+                self.voices[name] = (
+                    speaker["gpt_cond_latent"].to(self.device),
+                    speaker["speaker_embedding"].to(self.device),
+                )
+            for wav in sorted((self._data_dir / "speakers").glob("*.wav")):
+                samples, rate = soundfile.read(wav, dtype="float32", always_2d=True)
+                self.voices[wav.stem] = self._latents(samples.mean(axis=1), rate)
+        if not self.voices:
+            raise RuntimeError("no voices: the checkpoint has no speakers_xtts.pth and data/speakers is empty")
+        self.default_voice = (
+            self._default_voice_name if self._default_voice_name in self.voices else sorted(self.voices)[0]
+        )
+        if self.default_voice != self._default_voice_name:
+            logger.warning("default voice %r not found; using %r", self._default_voice_name, self.default_voice)
+        logger.info("%d voices pinned on %s; default %r", len(self.voices), self.device, self.default_voice)
+
+        for _ in self._generate("Warm up.", "en", self.voices[self.default_voice], XttsRequest(text="-")):
+            pass
+
+    def _latents(self, mono: np.ndarray, rate: int) -> Latents:
+        """Conditioning from a reference clip, as Xtts.get_conditioning_latents computes it."""
+        model = self.model
+        assert model is not None
+        load_sr = 22050
+        audio = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
+        if rate != load_sr:
+            audio = torchaudio.functional.resample(audio, rate, load_sr)
+        audio = audio[:, : load_sr * model.config.max_ref_len].to(self.device)
+        with torch.inference_mode():
+            embedding = model.get_speaker_embedding(audio, load_sr)
+            latent = model.get_gpt_cond_latents(
+                audio, load_sr, length=model.config.gpt_cond_len, chunk_length=model.config.gpt_cond_chunk_len
+            )
+        return latent, embedding
+
+    # ---- predict ----------------------------------------------------------
+
+    def _generate(self, text: str, language: str, voice: Latents, req: XttsRequest) -> Iterator[np.ndarray]:
+        model = self.model
+        assert model is not None
+        config = model.config
+        autocast = (
+            torch.autocast(device_type="cuda", dtype=torch.float16) if self._half else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            for chunk in model.inference_stream(
+                text,
+                language,
+                voice[0],
+                voice[1],
+                stream_chunk_size=req.chunk_size,
+                temperature=req.temperature if req.temperature is not None else config.temperature,
+                length_penalty=req.length_penalty if req.length_penalty is not None else config.length_penalty,
+                repetition_penalty=(
+                    req.repetition_penalty if req.repetition_penalty is not None else config.repetition_penalty
+                ),
+                top_k=req.top_k if req.top_k is not None else config.top_k,
+                top_p=req.top_p if req.top_p is not None else config.top_p,
+                speed=req.speed,
+                enable_text_splitting=False,  # we split: one sentence per call
+            ):
+                yield chunk.float().cpu().numpy()
+
+    def _prepare(self, req: XttsRequest) -> Synthesis:
+        model = self.model
+        assert model is not None
+        if req.language not in self.languages:
+            raise field_error("language", f"unsupported language {req.language!r}; supported: {', '.join(self.languages)}")
+        if req.voice is not None and req.speaker_wav is not None:
+            raise field_error("speaker_wav", "give either voice or speaker_wav, not both")
+        if req.voice is not None and req.voice not in self.voices:
+            raise field_error("voice", f"unknown voice {req.voice!r}; available: {', '.join(sorted(self.voices))}")
+        clip = decode_reference_wav(req.speaker_wav) if req.speaker_wav is not None else None
+        char_limit = model.tokenizer.char_limits.get(req.language.split("-")[0], 250)
+        segments = plan_segments(req.text, max_chars=char_limit, early_phrase=False)
+        headers: dict[str, str] = {"X-Voice": req.voice or ("cloned" if clip else self.default_voice)}
+
+        def chunks(cancel: threading.Event) -> Iterator[np.ndarray]:
+            if clip is not None:
+                raw, mono, rate = clip
+                voice, cached = self._cloned.get_or_compute(content_key(raw), lambda: self._latents(mono, rate))
+                headers["X-Voice-Cache"] = "hit" if cached else "miss"
+            else:
+                voice = self.voices[req.voice or self.default_voice]
+            if req.seed is not None:
+                torch.manual_seed(req.seed)  # one stream at a time per model: the global RNG is ours
+            for segment in segments:
+                for chunk in self._generate(segment, req.language, voice, req):
+                    if cancel.is_set():
+                        return
+                    yield chunk
+
+        return Synthesis(model_rate=model.config.model_args.output_sample_rate, chunks=chunks, headers=headers)
+
+    async def predict(self, request: Request) -> Response:
+        return await self._streamer.respond(request, XttsRequest, self._prepare)
