@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 # Abbreviations whose trailing period does not end a sentence.
 _ABBREVIATIONS = {
@@ -60,27 +61,56 @@ def split_long(sentence: str, max_chars: int) -> list[str]:
     return [p for p in parts if p]
 
 
-def split_first_phrase(sentence: str, min_words: int = 3) -> list[str]:
-    """Split a sentence at its first punctuated phrase break.
+# Words a phrase may start with: splitting just before one keeps the head a
+# complete phrase ("This is a test | of the system").
+_PHRASE_STARTERS = {
+    "of", "in", "on", "at", "for", "with", "from", "to", "by", "about", "into", "over",
+    "after", "before", "under", "between", "through", "during", "without", "and", "but",
+    "or", "so", "because", "while", "when", "if", "that", "which", "who", "where",
+}
 
-    Only where the speaker would pause anyway (comma, semicolon, colon, dash), and
-    only when both halves have at least `min_words` words, so prosody is kept.
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece a model synthesizes; `continues` when the next piece is the rest
+    of the same sentence (so the pause between them should stay short)."""
+
+    text: str
+    continues: bool = False
+
+
+def split_first_phrase(
+    sentence: str, min_words: int = 3, max_head_words: int = 0
+) -> list[Segment]:
+    """Split a sentence after its first phrase, where a speaker could pause.
+
+    First choice: a punctuated break (comma, semicolon, colon, dash) with at least
+    `min_words` words on each side. With `max_head_words` > 0 and no punctuation
+    early enough: just before a preposition or conjunction within the first
+    `max_head_words` words; the head then gets a comma so it is spoken with
+    continuation intonation, not as a sentence end. Otherwise: no split.
     """
     for match in _PHRASE_BREAK.finditer(sentence):
         head = sentence[: match.end(1)].strip()
         tail = sentence[match.end():].strip()
         if _words(head) >= min_words and _words(tail) >= min_words:
-            return [head, tail]
-    return [sentence]
+            return [Segment(head, continues=True), Segment(tail)]
+    words = sentence.split()
+    for index in range(min_words, min(max_head_words, len(words) - min_words) + 1):
+        if words[index].lower().strip("\"'(") in _PHRASE_STARTERS:
+            head = " ".join(words[:index]).rstrip(",;:")
+            return [Segment(head + ",", continues=True), Segment(" ".join(words[index:]))]
+    return [Segment(sentence)]
 
 
 def plan_segments(
-    text: str, max_chars: int = 400, early_phrase: bool = True
-) -> list[str]:
+    text: str, max_chars: int = 400, early_phrase: bool = True, max_head_words: int = 0
+) -> list[Segment]:
     """The pieces a model synthesizes one at a time, in text order."""
-    segments: list[str] = []
+    segments: list[Segment] = []
     for sentence in split_sentences(text):
-        segments.extend(split_long(sentence, max_chars))
-    if early_phrase and segments:
-        segments[:1] = split_first_phrase(segments[0])
+        parts = split_long(sentence, max_chars)
+        segments.extend(Segment(p, continues=i < len(parts) - 1) for i, p in enumerate(parts))
+    if early_phrase and segments and not segments[0].continues:
+        segments[:1] = split_first_phrase(segments[0].text, max_head_words=max_head_words)
     return segments

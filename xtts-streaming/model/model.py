@@ -183,7 +183,7 @@ class Model:
             if req.seed is not None:
                 torch.manual_seed(req.seed)  # one stream at a time per model: the global RNG is ours
             for segment in segments:
-                for chunk in self._generate(segment, req.language, voice, req):
+                for chunk in self._generate(segment.text, req.language, voice, req):
                     if cancel.is_set():
                         return
                     yield chunk
