@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Mirrors packages/tts_common/contract.py (SAMPLE_RATES, DEFAULT_SAMPLE_RATE); a test
+# keeps them equal. Copied, not imported: the plugin installs without the servers' code.
+SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+DEFAULT_SAMPLE_RATE = 24000
+
+# Fields the plugin itself sets; `extra` may not override them.
+RESERVED_FIELDS = frozenset(
+    {"text", "voice", "speaker", "language", "format", "sample_rate", "description"}
+)
+
+
+@dataclass
+class TTSOptions:
+    """What every request carries besides the text.
+
+    voice: a voice the model has (None: the model's default).
+    language: a language the model supports.
+    voice_description: a free-text voice description, sent as `description`
+        (Parler); models without that field refuse it with a 422.
+    sample_rate: output rate; the server resamples.
+    extra: model-specific fields, e.g. {"speed": 1.2} for piper.
+    """
+
+    voice: str | None = None
+    language: str = "en"
+    voice_description: str | None = None
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        # Fail at construction, not as a 422 on the first utterance of a call.
+        if isinstance(self.sample_rate, bool) or self.sample_rate not in SAMPLE_RATES:
+            raise ValueError(f"sample_rate must be one of {SAMPLE_RATES}, got {self.sample_rate!r}")
+        clash = RESERVED_FIELDS.intersection(self.extra)
+        if clash:
+            raise ValueError(
+                f"extra may not set {sorted(clash)}: use the TTSOptions fields instead"
+            )
+
+    def request_body(self, text: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "text": text,
+            "language": self.language,
+            "format": "pcm",
+            "sample_rate": self.sample_rate,
+        }
+        if self.voice is not None:
+            body["voice"] = self.voice
+        if self.voice_description is not None:
+            body["description"] = self.voice_description
+        body.update(self.extra)
+        return body

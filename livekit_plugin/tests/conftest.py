@@ -1,0 +1,337 @@
+"""Fixtures: the real piper-streaming Truss (a subprocess, once per session) and a
+fault-injecting aiohttp server in the test's own event loop.
+
+The fault server also relays to piper (`/proxy`) and records every byte it relays,
+so a test can compare what the plugin emitted with what went over the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_PYTHON = REPO / ".venv" / "bin" / "python"
+READY_TIMEOUT_S = float(os.environ.get("TRUSS_READY_TIMEOUT_S", "900"))
+
+logger = logging.getLogger("custom_tts.tests")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PiperServer:
+    base_url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def predict_url(self) -> str:
+        return f"{self.base_url}/v1/models/model:predict"
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its children (synthesis runs in a
+        child process), from /proc."""
+        pids = _process_tree(self.process.pid)
+        total_ticks = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total_ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        return total_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+@pytest.fixture(scope="session")
+def piper(tmp_path_factory) -> PiperServer:
+    """`python -m local_truss serve piper-streaming` on a free port, as a user runs it."""
+    if not HOST_PYTHON.exists():
+        pytest.fail(f"{HOST_PYTHON} is missing: run scripts/setup first")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("piper") / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(HOST_PYTHON),
+                "-m",
+                "local_truss",
+                "serve",
+                "piper-streaming",
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so teardown can stop the server's children too
+        )
+    server = PiperServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait_ready(server: PiperServer) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(
+                f"piper server exited with {server.process.returncode}:\n"
+                + server.log_path.read_text(errors="replace")[-3000:]
+            )
+        try:
+            with urllib.request.urlopen(f"{server.base_url}/v1/models/model", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"piper server not ready after {READY_TIMEOUT_S:g} s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def pcm_for(text: str, n_bytes: int) -> bytes:
+    """Deterministic, text-dependent 'audio', so order and integrity are checkable."""
+    out = bytearray()
+    block = hashlib.sha256(text.encode()).digest()
+    while len(out) < n_bytes:
+        out += block
+        block = hashlib.sha256(block).digest()
+    return bytes(out[:n_bytes])
+
+
+@dataclass
+class Record:
+    path: str
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
+    started: float
+    ended: Optional[float] = None
+    sent: bytearray = field(default_factory=bytearray)
+    disconnected_at: Optional[float] = None
+
+
+class FaultServer:
+    """Routes (all POST; every request is recorded in `records`):
+
+    /status/{code}          the contract's JSON error with that status
+    /flaky/{code}/{n}       the first n requests fail with code, then /audio
+    /audio                  deterministic PCM; query: chunks, chunk_bytes, gap_ms,
+                            first_byte_ms, cut_after, stall_after, rate, ctype
+    /proxy                  relays to piper, recording the relayed bytes
+    """
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.upstream: Optional[str] = None
+        self._flaky_count: dict[str, int] = {}
+        self.app = web.Application()
+        self.app.router.add_post("/status/{code}", self._status)
+        self.app.router.add_post("/flaky/{code}/{n}", self._flaky)
+        self.app.router.add_post("/audio", self._audio)
+        self.app.router.add_post("/proxy", self._proxy)
+        self.url = ""
+
+    def requests_to(self, path: str) -> list[Record]:
+        return [r for r in self.records if r.path == path]
+
+    async def _record(self, request: web.Request) -> Record:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw
+        rec = Record(
+            path=request.path,
+            query=dict(request.query),
+            body=body,
+            headers=dict(request.headers),
+            started=time.monotonic(),
+        )
+        self.records.append(rec)
+        return rec
+
+    async def _status(self, request: web.Request) -> web.Response:
+        rec = await self._record(request)
+        code = int(request.match_info["code"])
+        rec.ended = time.monotonic()
+        return _error(code)
+
+    async def _flaky(self, request: web.Request) -> web.StreamResponse:
+        key = request.path
+        seen = self._flaky_count.get(key, 0)
+        self._flaky_count[key] = seen + 1
+        if seen < int(request.match_info["n"]):
+            rec = await self._record(request)
+            rec.ended = time.monotonic()
+            return _error(int(request.match_info["code"]))
+        return await self._audio(request)
+
+    async def _audio(self, request: web.Request) -> web.StreamResponse:
+        rec = await self._record(request)
+        q = request.query
+        chunks = int(q.get("chunks", "6"))
+        chunk_bytes = int(q.get("chunk_bytes", "4801"))  # odd: samples straddle chunks
+        gap = float(q.get("gap_ms", "0")) / 1000
+        rate = q.get("rate", str(rec.body.get("sample_rate", 24000)))
+        data = pcm_for(rec.body["text"], chunks * chunk_bytes)
+
+        await asyncio.sleep(float(q.get("first_byte_ms", "0")) / 1000)
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": q.get("ctype", f"audio/pcm;rate={rate}"),
+                "X-Sample-Rate": rate,
+            }
+        )
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(chunks):
+            if "cut_after" in q and i == int(q["cut_after"]):
+                # What uvicorn does when synthesis fails mid-stream: drop the
+                # connection without the terminating chunk.
+                rec.ended = time.monotonic()
+                request.transport.abort()
+                return resp
+            if "stall_after" in q and i == int(q["stall_after"]):
+                while not request.transport.is_closing():  # silent until the client leaves
+                    await asyncio.sleep(0.02)
+                rec.disconnected_at = time.monotonic()
+                return resp
+            if not await _write(resp, request, rec, data[i * chunk_bytes : (i + 1) * chunk_bytes]):
+                return resp
+            if gap:
+                await asyncio.sleep(gap)
+        await resp.write_eof()
+        rec.ended = time.monotonic()
+        return resp
+
+    async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        assert self.upstream, "set FaultServer.upstream to piper's predict URL"
+        rec = await self._record(request)
+        try:
+            return await self._relay(request, rec)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            # Say what went wrong upstream instead of aiohttp's bare 500 page.
+            logger.exception("proxy: upstream failed")
+            rec.ended = time.monotonic()
+            return web.json_response({"error": f"proxy: upstream failed: {e!r}"}, status=502)
+
+    async def _relay(self, request: web.Request, rec: Record) -> web.StreamResponse:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(self.upstream, json=rec.body) as up:
+                if up.status != 200:
+                    rec.ended = time.monotonic()
+                    return web.Response(
+                        status=up.status, body=await up.read(), content_type=up.content_type
+                    )
+                resp = web.StreamResponse(
+                    headers={
+                        "Content-Type": up.headers["Content-Type"],
+                        "X-Sample-Rate": up.headers["X-Sample-Rate"],
+                    }
+                )
+                resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                async for chunk in up.content.iter_any():
+                    if not await _write(resp, request, rec, chunk):
+                        return resp  # leaving the block drops the upstream request too
+                await resp.write_eof()
+                rec.ended = time.monotonic()
+                return resp
+
+
+def _error(code: int) -> web.Response:
+    message = f"injected {code}"
+    headers = {"Retry-After": "1"} if code == 503 else None
+    return web.json_response(
+        {"error": message, "field": None, "errors": [{"field": "body", "message": message}]},
+        status=code,
+        headers=headers,
+    )
+
+
+async def _write(resp: web.StreamResponse, request: web.Request, rec: Record, data: bytes) -> bool:
+    """Write a chunk; False (and the disconnect recorded) once the client has gone."""
+    if request.transport is None or request.transport.is_closing():
+        rec.disconnected_at = time.monotonic()
+        return False
+    try:
+        await resp.write(data)
+    except ConnectionError:
+        rec.disconnected_at = time.monotonic()
+        return False
+    rec.sent += data
+    return True
+
+
+@pytest.fixture
+async def fault_server():
+    server = FaultServer()
+    runner = web.AppRunner(server.app, shutdown_timeout=1.0)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    server.url = f"http://127.0.0.1:{port}"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def http_session():
+    async with aiohttp.ClientSession() as session:
+        yield session

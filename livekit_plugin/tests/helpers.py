@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from livekit.agents import APIConnectOptions, APIError
+from livekit.agents import tts as agents_tts
+
+# Fast retries so a test of three attempts takes milliseconds, not the 2 s default.
+FAST = APIConnectOptions(max_retry=2, retry_interval=0.05, timeout=5.0)
+
+
+@dataclass
+class Result:
+    events: list[agents_tts.SynthesizedAudio] = field(default_factory=list)
+    error: Optional[APIError] = None
+
+    @property
+    def pcm(self) -> bytes:
+        return b"".join(bytes(ev.frame.data.cast("B")) for ev in self.events)
+
+    @property
+    def duration(self) -> float:
+        return sum(ev.frame.duration for ev in self.events)
+
+
+async def collect(stream) -> Result:
+    """Drain a ChunkedStream or SynthesizeStream, keeping frames and the error."""
+    result = Result()
+    try:
+        async for ev in stream:
+            result.events.append(ev)
+    except APIError as e:
+        result.error = e
+    finally:
+        await stream.aclose()
+    return result
+
+
+def llm_tokens(text: str) -> list[str]:
+    """Text cut the way an LLM streams it: words, spaces and punctuation apart,
+    long words split in two."""
+    tokens: list[str] = []
+    for piece in re.findall(r"\s*\w+|\s*[^\w\s]", text):
+        if len(piece) > 6:
+            tokens += [piece[:4], piece[4:]]
+        else:
+            tokens.append(piece)
+    assert "".join(tokens) == text
+    return tokens
+
+
+async def feed(stream: agents_tts.SynthesizeStream, text: str, delay: float = 0.002) -> None:
+    for token in llm_tokens(text):
+        stream.push_text(token)
+        await asyncio.sleep(delay)
+    stream.end_input()

@@ -1,0 +1,165 @@
+"""Construction, options and packaging: no server needed."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+from livekit.agents import Plugin
+from livekit.agents import tts as agents_tts
+from livekit.plugins import custom_tts
+from livekit.plugins.custom_tts import models
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1]
+REPO = PLUGIN_DIR.parent
+
+
+def test_seed_example_constructs_as_written():
+    tts = custom_tts.TTS(
+        api_url="http://localhost:8080",
+        options=custom_tts.TTSOptions(
+            voice_description="A friendly, conversational voice.", sample_rate=24000
+        ),
+    )
+    assert isinstance(tts, agents_tts.TTS)
+    assert tts.url == "http://localhost:8080/v1/models/model:predict"
+    assert tts.sample_rate == 24000 and tts.num_channels == 1
+    assert tts.capabilities.streaming
+    assert tts.model == "custom-tts" and tts.provider == "localhost"
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("http://localhost:8080", "http://localhost:8080/v1/models/model:predict"),
+        ("http://localhost:8080/", "http://localhost:8080/v1/models/model:predict"),
+        (
+            "https://model-abc123.api.baseten.co/environments/production/predict",
+            "https://model-abc123.api.baseten.co/environments/production/predict",
+        ),
+        ("http://10.0.0.5:9000/custom/route", "http://10.0.0.5:9000/custom/route"),
+    ],
+)
+def test_predict_url(given, expected):
+    assert custom_tts.predict_url(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["localhost:8080", "ftp://host/x", "http://", ""])
+def test_predict_url_refuses_non_http(bad):
+    with pytest.raises(ValueError):
+        custom_tts.predict_url(bad)
+
+
+def test_api_key_falls_back_to_environment(monkeypatch):
+    monkeypatch.setenv("BASETEN_API_KEY", "env-key-123")
+    tts = custom_tts.TTS(api_url="https://model-x.api.baseten.co/environments/production/predict")
+    assert tts._headers()["Authorization"] == "Api-Key env-key-123"
+    explicit = custom_tts.TTS(api_url="http://localhost:8080", api_key="arg-key")
+    assert explicit._headers()["Authorization"] == "Api-Key arg-key"
+
+
+def test_baseten_url_without_key_is_refused_up_front(monkeypatch):
+    monkeypatch.delenv("BASETEN_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="BASETEN_API_KEY"):
+        custom_tts.TTS(api_url="https://model-x.api.baseten.co/environments/production/predict")
+    # A local server needs none, and then no Authorization header is sent.
+    assert "Authorization" not in custom_tts.TTS(api_url="http://localhost:8080")._headers()
+
+
+def test_request_body_maps_options_to_contract_fields():
+    opts = custom_tts.TTSOptions(
+        voice="joe",
+        language="en",
+        voice_description="calm",
+        sample_rate=16000,
+        extra={"speed": 1.25},
+    )
+    assert opts.request_body("Hi.") == {
+        "text": "Hi.",
+        "voice": "joe",
+        "language": "en",
+        "description": "calm",
+        "format": "pcm",
+        "sample_rate": 16000,
+        "speed": 1.25,
+    }
+    # Unset voice/description are left out, so the model's defaults apply.
+    assert set(custom_tts.TTSOptions().request_body("Hi.")) == {
+        "text",
+        "language",
+        "format",
+        "sample_rate",
+    }
+
+
+@pytest.mark.parametrize("rate", [0, 23999, "24000", True, 96000])
+def test_unsupported_sample_rate_is_refused(rate):
+    with pytest.raises(ValueError, match="sample_rate"):
+        custom_tts.TTSOptions(sample_rate=rate)
+
+
+def test_extra_cannot_override_contract_fields():
+    with pytest.raises(ValueError, match="format"):
+        custom_tts.TTSOptions(extra={"format": "wav"})
+
+
+def test_update_options_changes_later_requests_only():
+    tts = custom_tts.TTS(api_url="http://localhost:8080")
+    before = tts.options
+    tts.update_options(voice="amy", extra={"speed": 0.8})
+    assert tts.options.voice == "amy" and tts.options.extra == {"speed": 0.8}
+    assert before.voice is None and before.extra == {}  # snapshots are copies
+    with pytest.raises(ValueError):
+        tts.update_options(extra={"text": "sneaky"})
+    assert tts.options.extra == {"speed": 0.8}  # a refused update changes nothing
+
+
+def test_sample_rates_match_the_shared_contract():
+    # Loaded by path: tts_common's package needs the servers' dependencies.
+    spec = importlib.util.spec_from_file_location(
+        "contract", REPO / "packages" / "tts_common" / "contract.py"
+    )
+    contract = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(contract)
+    assert models.SAMPLE_RATES == contract.SAMPLE_RATES
+    assert models.DEFAULT_SAMPLE_RATE == contract.DEFAULT_SAMPLE_RATE
+
+
+def test_plugin_is_registered_like_official_plugins():
+    packages = [p.package for p in Plugin.registered_plugins]
+    assert "livekit.plugins.custom_tts" in packages
+    plugin = next(p for p in Plugin.registered_plugins if p.package == "livekit.plugins.custom_tts")
+    assert plugin.version == custom_tts.__version__
+
+
+def test_namespace_package_layout():
+    # livekit/ and livekit/plugins/ must stay namespace packages, or installing this
+    # plugin would shadow livekit-agents and the other plugins.
+    assert not (PLUGIN_DIR / "livekit" / "__init__.py").exists()
+    assert not (PLUGIN_DIR / "livekit" / "plugins" / "__init__.py").exists()
+    pkg = PLUGIN_DIR / "livekit" / "plugins" / "custom_tts"
+    for name in ("__init__.py", "tts.py", "log.py", "version.py", "models.py", "py.typed"):
+        assert (pkg / name).exists(), name
+
+
+def test_dependencies_exclude_servers_and_models():
+    text = (PLUGIN_DIR / "pyproject.toml").read_text()
+    assert '"livekit-agents==1.8.9"' in text
+    for forbidden in ("truss", "torch", "piper", "onnx", "tts_common"):
+        assert (
+            forbidden
+            not in text.split("[project.optional-dependencies]")[0].split("dependencies = [")[1]
+        ), forbidden
+    # and the code imports none of them
+    for path in (PLUGIN_DIR / "livekit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
+                for name in names:
+                    assert name.split(".")[0] not in ("truss", "torch", "tts_common"), path
