@@ -2,6 +2,7 @@
 
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,3 +59,41 @@ def faults(serve, tmp_path_factory) -> LocalTrussServer:
     )
     server.events_path = events
     return server
+
+
+@pytest.fixture(scope="session")
+def xtts_python() -> Path:
+    from local_truss.server import truss_python
+
+    return truss_python(REPO / "xtts-streaming")
+
+
+@pytest.fixture(scope="session")
+def xtts_checkpoint(xtts_python) -> Path:
+    """A tiny random XTTS-v2 checkpoint in the real format (tests/fixtures/tiny_xtts.py)."""
+    from local_truss.paths import cache_dir
+
+    out = cache_dir() / "models" / "tiny-xtts"
+    subprocess.run([str(xtts_python), str(REPO / "tests/fixtures/tiny_xtts.py"), str(out)], check=True)
+    return out
+
+
+def _serve_xtts(serve, checkpoint: Path, **env: str) -> LocalTrussServer:
+    # A loaded 2-core CI machine can take longer than production's 10 s queue
+    # bound to finish one tiny-model stream; the concurrency tests wait instead.
+    return serve(
+        "xtts-streaming",
+        extra_env={"XTTS_MODEL_DIR": str(checkpoint), "TTS_QUEUE_TIMEOUT_S": "300", **env},
+    )
+
+
+@pytest.fixture(scope="session")
+def xtts(serve, xtts_checkpoint) -> LocalTrussServer:
+    """xtts-streaming as configured (incremental decoder) on the tiny checkpoint."""
+    return _serve_xtts(serve, xtts_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def xtts_stock(serve, xtts_checkpoint) -> LocalTrussServer:
+    """xtts-streaming with XTTS_STREAM_DECODER=stock: Xtts.inference_stream as shipped."""
+    return _serve_xtts(serve, xtts_checkpoint, XTTS_STREAM_DECODER="stock")

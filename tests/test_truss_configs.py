@@ -12,7 +12,7 @@ TRUSSES = sorted(p.parent.name for p in REPO.glob("*/config.yaml"))
 
 
 def test_every_truss_is_found():
-    assert {"piper-streaming", "xtts-streaming"} <= set(TRUSSES)
+    assert {"piper-streaming", "xtts-streaming", "parler-batch"} <= set(TRUSSES)
 
 
 @pytest.mark.parametrize("name", TRUSSES)
@@ -34,9 +34,15 @@ def test_a_mistyped_key_fails(name, path, tmp_path: Path):
         TrussConfig.from_dict(raw).validate_forbid_extra()
 
 
-def test_gpu_trusses_pin_weights_and_accelerator():
-    xtts = TrussConfig.from_yaml(REPO / "xtts-streaming" / "config.yaml")
-    assert xtts.resources.accelerator.accelerator.value in ("T4", "A10G")
-    (source,) = xtts.weights.sources
-    assert "@" in source.source and not source.source.endswith("@main")
-    assert xtts.environment_variables["COQUI_TOS_AGREED"] == "1"
+@pytest.mark.parametrize("name", ["xtts-streaming", "parler-batch"])
+def test_gpu_trusses_pin_weights_and_accelerator(name):
+    config = TrussConfig.from_yaml(REPO / name / "config.yaml")
+    assert config.resources.accelerator.accelerator.value in ("T4", "A10G")
+    (source,) = config.weights.sources
+    assert source.source.startswith("hf://") and "@" in source.source
+    assert not source.source.endswith(("@main", "@master"))
+
+
+def test_xtts_agrees_to_the_coqui_terms_non_interactively():
+    config = TrussConfig.from_yaml(REPO / "xtts-streaming" / "config.yaml")
+    assert config.environment_variables["COQUI_TOS_AGREED"] == "1"

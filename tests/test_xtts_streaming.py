@@ -19,32 +19,7 @@ import requests
 from audio_checks import pcm16
 from conftest import REPO
 
-from local_truss.paths import cache_dir
-from local_truss.server import truss_python
-
 TEXT = "Hello world, this is a tiny streaming test."
-
-
-@pytest.fixture(scope="session")
-def xtts_python():
-    return truss_python(REPO / "xtts-streaming")
-
-
-@pytest.fixture(scope="session")
-def xtts_checkpoint(xtts_python):
-    out = cache_dir() / "models" / "tiny-xtts"
-    subprocess.run([str(xtts_python), str(REPO / "tests/fixtures/tiny_xtts.py"), str(out)], check=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def xtts(serve, xtts_checkpoint):
-    # A loaded 2-core CI machine can take longer than production's 10 s queue
-    # bound to finish one tiny-model stream; the concurrency test waits instead.
-    return serve(
-        "xtts-streaming",
-        extra_env={"XTTS_MODEL_DIR": str(xtts_checkpoint), "TTS_QUEUE_TIMEOUT_S": "300"},
-    )
 
 
 def synth(server, **body) -> requests.Response:
@@ -66,8 +41,10 @@ def tone(seconds: float, rate: int = 16000) -> np.ndarray:
     return 0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
 
 
-def test_served_bytes_equal_in_process_inference_stream(xtts, xtts_python, xtts_checkpoint, tmp_path):
-    served = synth(xtts, voice="Tiny Speaker A", seed=7)
+def test_stock_decoder_serves_exactly_what_in_process_inference_stream_yields(
+    xtts_stock, xtts_python, xtts_checkpoint, tmp_path
+):
+    served = synth(xtts_stock, voice="Tiny Speaker A", seed=7)
     assert served.status_code == 200, served.text
     reference = tmp_path / "reference.pcm"
     out = subprocess.run(

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -26,6 +27,11 @@ from tts_common.reference_audio import decode_reference_wav
 from tts_common.speaker_cache import SpeakerCache, content_key
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
+
+try:  # served: /app is on sys.path and model/ is the package
+    from model.streaming_decode import inference_stream_incremental
+except ImportError:  # imported with model/ itself on sys.path
+    from streaming_decode import inference_stream_incremental
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +71,10 @@ class Model:
         self.model: Optional[Xtts] = None
         self.voices: dict[str, Latents] = {}
         self.default_voice = ""
+        # "incremental" (default): constant-cost decode (streaming_decode.py); "stock": Xtts.inference_stream.
+        self._stream_decoder = os.environ.get("XTTS_STREAM_DECODER", "incremental").strip().lower() or "incremental"
+        if self._stream_decoder not in ("incremental", "stock"):
+            raise ValueError(f"XTTS_STREAM_DECODER must be 'incremental' or 'stock', not {self._stream_decoder!r}")
 
     # ---- load -------------------------------------------------------------
 
@@ -140,8 +150,9 @@ class Model:
         autocast = (
             torch.autocast(device_type="cuda", dtype=torch.float16) if self._half else contextlib.nullcontext()
         )
+        stream = model.inference_stream if self._stream_decoder == "stock" else partial(inference_stream_incremental, model)
         with torch.inference_mode(), autocast:
-            for chunk in model.inference_stream(
+            for chunk in stream(
                 text,
                 language,
                 voice[0],

@@ -1,0 +1,117 @@
+"""Non-streaming answers for Trusses that return whole clips (batch synthesis).
+
+The streaming Trusses send audio as it is produced (`streaming.py`); a batch
+Truss validates the whole request, generates every clip, then answers once:
+JSON with base64 WAVs, or one clip as binary. Errors keep the contract's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import struct
+from typing import Any, AsyncIterator, Optional
+
+import numpy as np
+import soxr
+from starlette.responses import JSONResponse, Response
+
+from .audio import float_to_pcm16, pcm16_to_mulaw
+from .contract import AudioFormat, content_type
+
+
+def resample(samples: np.ndarray, model_rate: int, output_rate: int) -> np.ndarray:
+    """One-shot resampling of a whole clip (same soxr quality as the streaming path)."""
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if model_rate == output_rate:
+        return samples
+    return soxr.resample(samples, model_rate, output_rate, quality="HQ").astype(np.float32)
+
+
+def wav_bytes(pcm16: bytes, sample_rate: int, channels: int = 1) -> bytes:
+    """A complete PCM16 WAV file: unlike the streaming header, sizes are exact."""
+    block_align = channels * 2
+    header = b"".join(
+        [
+            b"RIFF",
+            struct.pack("<I", 36 + len(pcm16)),
+            b"WAVEfmt ",
+            struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block_align, block_align, 16),
+            b"data",
+            struct.pack("<I", len(pcm16)),
+        ]
+    )
+    return header + pcm16
+
+
+def encode_clip(samples: np.ndarray, sample_rate: int, fmt: AudioFormat) -> bytes:
+    """A finished float clip at `sample_rate` in the wire format `fmt`."""
+    pcm = float_to_pcm16(samples)
+    if fmt is AudioFormat.wav:
+        return wav_bytes(pcm, sample_rate)
+    if fmt is AudioFormat.mulaw:
+        return pcm16_to_mulaw(np.frombuffer(pcm, dtype="<i2"))
+    return pcm
+
+
+def clip_response(
+    samples: np.ndarray, sample_rate: int, fmt: AudioFormat, headers: Optional[dict[str, str]] = None
+) -> Response:
+    """One clip as a binary body with the contract's Content-Type and headers."""
+    return Response(
+        content=encode_clip(samples, sample_rate, fmt),
+        media_type=content_type(fmt, sample_rate),
+        headers={
+            **(headers or {}),
+            "X-Sample-Rate": str(sample_rate),
+            "X-Audio-Format": fmt.value,
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def wav_base64(samples: np.ndarray, sample_rate: int) -> str:
+    return base64.b64encode(wav_bytes(float_to_pcm16(samples), sample_rate)).decode("ascii")
+
+
+class Busy(Exception):
+    """No slot freed up within the queue timeout: answer 503 with Retry-After."""
+
+    def __init__(self, slots: int, timeout_s: float):
+        super().__init__(f"busy: all {slots} generation slots stayed taken for {timeout_s:g} s; retry shortly")
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            status_code=503, content={"error": str(self), "field": None}, headers={"Retry-After": "1"}
+        )
+
+
+class SlotGate:
+    """At most `slots` generations at once; others wait up to `timeout_s`, then Busy.
+
+    Validation happens before a request asks for a slot, so bad input is answered
+    at once even while the model is busy.
+    """
+
+    def __init__(self, slots: int, timeout_s: float):
+        self.slots = slots
+        self.timeout_s = timeout_s
+        self._semaphore: Optional[asyncio.Semaphore] = None
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._semaphore is None:  # created on the server's event loop, not in load()
+            self._semaphore = asyncio.Semaphore(self.slots)
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), timeout=self.timeout_s)
+        except asyncio.TimeoutError:
+            raise Busy(self.slots, self.timeout_s) from None
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+def json_error(status: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body)
