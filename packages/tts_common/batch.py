@@ -7,11 +7,9 @@ JSON with base64 WAVs, or one clip as binary. Errors keep the contract's shape.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import struct
-from typing import Any, AsyncIterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import soxr
@@ -73,44 +71,6 @@ def clip_response(
 
 def wav_base64(samples: np.ndarray, sample_rate: int) -> str:
     return base64.b64encode(wav_bytes(float_to_pcm16(samples), sample_rate)).decode("ascii")
-
-
-class Busy(Exception):
-    """No slot freed up within the queue timeout: answer 503 with Retry-After."""
-
-    def __init__(self, slots: int, timeout_s: float):
-        super().__init__(f"busy: all {slots} generation slots stayed taken for {timeout_s:g} s; retry shortly")
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            status_code=503, content={"error": str(self), "field": None}, headers={"Retry-After": "1"}
-        )
-
-
-class SlotGate:
-    """At most `slots` generations at once; others wait up to `timeout_s`, then Busy.
-
-    Validation happens before a request asks for a slot, so bad input is answered
-    at once even while the model is busy.
-    """
-
-    def __init__(self, slots: int, timeout_s: float):
-        self.slots = slots
-        self.timeout_s = timeout_s
-        self._semaphore: Optional[asyncio.Semaphore] = None
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._semaphore is None:  # created on the server's event loop, not in load()
-            self._semaphore = asyncio.Semaphore(self.slots)
-        try:
-            await asyncio.wait_for(self._semaphore.acquire(), timeout=self.timeout_s)
-        except asyncio.TimeoutError:
-            raise Busy(self.slots, self.timeout_s) from None
-        try:
-            yield
-        finally:
-            self._semaphore.release()
 
 
 def json_error(status: int, body: dict[str, Any]) -> JSONResponse:

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .audio import StreamEncoder
 from .contract import RequestError, StreamRequest, content_type, parse_request
+from .slots import Busy, SlotGate
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +83,8 @@ class AudioStreamer:
     def __init__(self, max_streams: int, queue_timeout_s: float):
         self.max_streams = max_streams
         self.queue_timeout_s = queue_timeout_s
-        self._slots: Optional[asyncio.Semaphore] = None
+        self._gate = SlotGate(max_streams, queue_timeout_s)
         self.active = 0  # streams holding a slot, for tests and logs
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        # Created lazily on the server's event loop, not in load()'s thread.
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_streams)
-        return self._slots
 
     async def respond(
         self,
@@ -104,28 +99,18 @@ class AudioStreamer:
             logger.info("rejected request (%s): %s", exc.status, exc)
             return error_response(exc.status, exc.body())
 
-        slots = self._semaphore()
         try:
-            await asyncio.wait_for(slots.acquire(), timeout=self.queue_timeout_s)
-        except asyncio.TimeoutError:
-            return error_response(
-                503,
-                {
-                    "error": f"busy: all {self.max_streams} synthesis slots stayed "
-                    f"taken for {self.queue_timeout_s:g} s; retry shortly",
-                    "field": None,
-                },
-                headers={"Retry-After": "1"},
-            )
+            await self._gate.acquire()
+        except Busy as busy:
+            return busy.response()
         self.active += 1
-        return await self._stream(request, req, synthesis, slots)
+        return await self._stream(request, req, synthesis)
 
     async def _stream(
         self,
         request: Request,
         req: StreamRequest,
         synthesis: Synthesis,
-        slots: asyncio.Semaphore,
     ) -> Response:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -137,7 +122,7 @@ class AudioStreamer:
 
         def release() -> None:
             self.active -= 1
-            slots.release()
+            self._gate.release()
 
         def work() -> None:
             chunks = synthesis.chunks(cancel)

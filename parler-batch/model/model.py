@@ -47,7 +47,9 @@ from transformers import (
     TypicalLogitsWarper,
 )
 from transformers.generation.streamers import BaseStreamer
-from tts_common.batch import Busy, SlotGate, clip_response, json_error, resample, wav_base64
+from tts_common.batch import clip_response, json_error, resample, wav_base64
+from tts_common.slots import Busy, SlotGate
+from tts_common.weights import checkpoint_dir
 from tts_common.contract import AudioFormat, FieldError, RequestError, SampleRate, parse_request
 
 logger = logging.getLogger(__name__)
@@ -386,12 +388,7 @@ class Model:
         self._generator: Optional[ParlerGenerator] = None
 
     def _checkpoint_dir(self) -> Path:
-        local = os.environ.get("PARLER_MODEL_DIR")
-        if local:
-            return Path(local)
-        if self._lazy_data is not None:
-            self._lazy_data.block_until_download_complete()
-        return self._weights_dir
+        return checkpoint_dir("PARLER_MODEL_DIR", self._weights_dir, self._lazy_data)
 
     def load(self) -> None:
         generator = ParlerGenerator(self._checkpoint_dir(), self._max_generate_batch, self._bucket_tokens)

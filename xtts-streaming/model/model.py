@@ -27,6 +27,7 @@ from tts_common.reference_audio import decode_reference_wav
 from tts_common.speaker_cache import SpeakerCache, content_key
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
+from tts_common.weights import checkpoint_dir
 
 try:  # served: /app is on sys.path and model/ is the package
     from model.streaming_decode import inference_stream_incremental
@@ -79,12 +80,7 @@ class Model:
     # ---- load -------------------------------------------------------------
 
     def _checkpoint_dir(self) -> Path:
-        local = os.environ.get("XTTS_MODEL_DIR")
-        if local:
-            return Path(local)
-        if self._lazy_data is not None:
-            self._lazy_data.block_until_download_complete()
-        return self._weights_dir
+        return checkpoint_dir("XTTS_MODEL_DIR", self._weights_dir, self._lazy_data)
 
     def load(self) -> None:
         cuda = torch.cuda.is_available()
