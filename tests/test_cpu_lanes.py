@@ -1,0 +1,114 @@
+"""CpuLanes: at most N turns at once, waiting turns granted earliest deadline first."""
+
+import threading
+import time
+
+import pytest
+from tts_common.cpu_lanes import CpuLanes
+
+
+def test_waiting_turns_go_in_deadline_order_not_arrival_order():
+    lanes = CpuLanes(1)
+    order: list[float] = []
+    started = threading.Barrier(2)
+
+    def holder():
+        with lanes.turn(0.0):
+            started.wait()
+            while len(lanes._waiting) < 3:  # hold the lane until all three are queued
+                time.sleep(0.005)
+
+    def waiter(deadline: float):
+        with lanes.turn(deadline):
+            order.append(deadline)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    started.wait()
+    threads = []
+    for deadline in (30.0, 10.0, 20.0):  # arrive late-deadline first
+        thread = threading.Thread(target=waiter, args=(deadline,))
+        thread.start()
+        threads.append(thread)
+        while len(lanes._waiting) < len(threads):
+            time.sleep(0.005)
+    for thread in [first, *threads]:
+        thread.join(5)
+    assert order == [10.0, 20.0, 30.0]
+
+
+def test_never_more_than_n_turns_at_once():
+    lanes = CpuLanes(2)
+    inside, peak = [0], [0]
+    lock = threading.Lock()
+
+    def work(i: int):
+        with lanes.turn(float(i)):
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            time.sleep(0.01)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert peak[0] == 2
+    assert lanes._busy == 0 and not lanes._waiting  # every lane handed back
+
+
+def test_a_failing_turn_hands_its_lane_back():
+    lanes = CpuLanes(1)
+    with pytest.raises(RuntimeError):
+        with lanes.turn(0.0):
+            raise RuntimeError("model failed")
+    with lanes.turn(0.0):
+        pass
+    assert lanes._busy == 0
+
+
+def test_at_least_one_lane():
+    with pytest.raises(ValueError):
+        CpuLanes(0)
+
+
+def test_a_lone_turn_may_take_every_free_lane_and_gives_them_all_back():
+    lanes = CpuLanes(2)
+    with lanes.turn(0.0, most=2) as held:
+        assert held == 2
+        assert lanes._busy == 2
+    assert lanes._busy == 0
+    with lanes.turn(0.0) as one:
+        with lanes.turn(0.0, most=2) as rest:
+            assert (one, rest) == (1, 1)  # only one lane was free
+    assert lanes._busy == 0
+
+
+def test_releasing_several_lanes_wakes_as_many_waiters():
+    lanes = CpuLanes(2)
+    woke = []
+
+    def waiter(deadline: float):
+        with lanes.turn(deadline):
+            woke.append(deadline)
+            release.wait(5)
+
+    release = threading.Event()
+    with lanes.turn(0.0, most=2):
+        threads = [threading.Thread(target=waiter, args=(d,)) for d in (1.0, 2.0)]
+        for thread in threads:
+            thread.start()
+        while len(lanes._waiting) < 2:
+            time.sleep(0.005)
+    give_up = time.monotonic() + 5
+    while len(woke) < 2 and time.monotonic() < give_up:
+        time.sleep(0.005)
+    assert sorted(woke) == [1.0, 2.0]  # both run at once, one lane each
+    assert lanes._busy == 2
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert lanes._busy == 0

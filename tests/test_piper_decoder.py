@@ -1,0 +1,75 @@
+"""piper-streaming decodes each sentence in chunks (piper-streaming/model/chunked_vits.py):
+proven on the real en_US-joe-medium voice against the one-shot graph.
+
+tests/piper_decoder_check.py runs once in the Truss's environment and reports; these
+tests assert on the report (correctness only, never wall-clock).
+"""
+
+import json
+import subprocess
+
+import pytest
+from conftest import REPO
+
+SNR_FLOOR_DB = 90.0  # measured ~120 dB: float rounding
+
+
+@pytest.fixture(scope="module")
+def report(piper_python):
+    out = subprocess.run(
+        [str(piper_python), str(REPO / "tests/piper_decoder_check.py")],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def schedules(report):
+    for case in report["cases"]:
+        for schedule in case["schedules"]:
+            yield case, schedule
+
+
+def test_the_voice_graph_splits_at_its_decoder(report):
+    assert report["streams"]
+    for case in report["cases"]:
+        # front half + decoder in one piece is the shipped graph, exactly
+        assert case["split_equals_graph_max_err"] == 0.0, case["name"]
+        # a run on two threads (a stream alone) gives the same audio
+        assert case["two_threads_max_err"] < 1e-4, case["name"]
+
+
+def test_context_covers_the_measured_receptive_field(report):
+    field, context = report["receptive_field_frames"], report["constants"]["context_frames"]
+    assert 0 < field["left"] <= context
+    assert 0 < field["right"] <= context
+
+
+def test_chunks_join_to_the_one_shot_decode(report):
+    for case, schedule in schedules(report):
+        label = (case["name"], schedule["first"])
+        assert schedule["length"] == case["graph_length"], label
+        assert sum(schedule["chunk_samples"]) == case["graph_length"], label
+        assert schedule["snr_db"] >= SNR_FLOOR_DB, label
+        assert schedule["max_err"] < 1e-4, label
+
+
+def test_no_seams(report):
+    for case, schedule in schedules(report):
+        # the step across each seam is the one-shot signal's own step there
+        assert abs(schedule["seam_jump_max"] - schedule["one_shot_jump_at_seams_max"]) < 1e-4
+
+
+def test_too_little_context_shows(report):
+    for case in report["cases"]:
+        assert case["context_2_snr_db"] < SNR_FLOOR_DB / 2, case["name"]
+
+
+def test_a_sentence_starts_small_and_streams_in_several_chunks(report):
+    constants = report["constants"]
+    sentence = next(c for c in report["cases"] if c["name"] == "sentence")
+    default = next(s for s in sentence["schedules"] if s["first"] == constants["first"])
+    sizes = [b - a for a, b in default["plan"]]
+    assert len(sizes) >= 3
+    assert sizes[0] == constants["first"]
+    assert sizes[0] < sizes[1] and max(sizes) <= constants["largest"] + constants["smallest_last"]
+    assert sizes[-1] >= constants["smallest_last"]  # holds the trailing silence that gets trimmed
