@@ -16,7 +16,7 @@ from piper import PiperVoice
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
-from model.chunked_vits import CONTEXT_FRAMES, ChunkedVits, frame_chunks, session_options  # noqa: E402
+from model.chunked_vits import ChunkedVits, frame_chunks, session_options  # noqa: E402
 from model.model import (  # noqa: E402
     FIRST_CHUNK_FRAMES, LARGEST_CHUNK_FRAMES, LATER_FIRST_CHUNK_FRAMES, SMALLEST_LAST_CHUNK_FRAMES,
 )
@@ -46,64 +46,83 @@ def main() -> None:
     report = {
         "streams": vits.streams,
         "constants": {
-            "context_frames": CONTEXT_FRAMES, "first": FIRST_CHUNK_FRAMES,
-            "later_first": LATER_FIRST_CHUNK_FRAMES, "largest": LARGEST_CHUNK_FRAMES,
-            "smallest_last": SMALLEST_LAST_CHUNK_FRAMES, "hop": vits.hop,
+            "flow_context": vits.flow_context, "decoder_context": vits.decoder_context,
+            "first": FIRST_CHUNK_FRAMES, "later_first": LATER_FIRST_CHUNK_FRAMES,
+            "largest": LARGEST_CHUNK_FRAMES, "smallest_last": SMALLEST_LAST_CHUNK_FRAMES,
+            "hop": vits.hop,
         },
         "cases": [],
     }
+
+    def ids_of(text: str) -> list[int]:
+        return [i for p in voice.phonemize(text) for i in voice.phonemes_to_ids(p)]
+
+    def chunked(ids: list[int], plan: list[tuple[int, int]], threads: int = 1) -> list[np.ndarray]:
+        latents = vits.latents(ids, DETERMINISTIC, threads)
+        return [vits.decode(latents, a, b, threads) for a, b in plan]
+
     for name, text in TEXTS.items():
-        ids = [i for p in voice.phonemize(text) for i in voice.phonemes_to_ids(p)]
-        feed = ChunkedVits.inputs(ids, DETERMINISTIC)
-        graph = whole.run(None, feed)[0].reshape(-1)
-        z = vits.latents(ids, DETERMINISTIC)
-        one_shot = vits.decode(z, 0, None)
-        two_threads = vits.decode(vits.latents(ids, DETERMINISTIC, threads=2), 0, None, threads=2)
+        ids = ids_of(text)
+        graph = whole.run(None, ChunkedVits.inputs(ids, DETERMINISTIC))[0].reshape(-1)
+        frames = vits.latents(ids, DETERMINISTIC).frames
+        one_shot = chunked(ids, [(0, frames)])[0]
         case = {
             "name": name,
-            "frames": int(z.shape[2]),
+            "frames": frames,
             "graph_length": len(graph),
             "split_equals_graph_max_err": float(np.max(np.abs(one_shot - graph))),
-            "two_threads_max_err": float(np.max(np.abs(two_threads - one_shot))),
+            # a stream alone runs on two threads: the same audio
+            "two_threads_max_err": float(np.max(np.abs(chunked(ids, [(0, frames)], 2)[0] - graph))),
             "schedules": [],
         }
         for first in (FIRST_CHUNK_FRAMES, LATER_FIRST_CHUNK_FRAMES, 5):
-            plan = frame_chunks(z.shape[2], first, largest=LARGEST_CHUNK_FRAMES,
+            plan = frame_chunks(frames, first, largest=LARGEST_CHUNK_FRAMES,
                                 smallest_last=SMALLEST_LAST_CHUNK_FRAMES)
-            pieces = [vits.decode(z, a, b) for a, b in plan]
+            pieces = chunked(ids, plan)
             joined = np.concatenate(pieces)
-            offsets = np.cumsum([0] + [len(p) for p in pieces])
-            # the sample-to-sample step across each seam vs anywhere in the signal
-            seam_jumps = [abs(float(joined[o] - joined[o - 1])) for o in offsets[1:-1]]
+            seams = np.cumsum([len(p) for p in pieces])[:-1]
             case["schedules"].append({
                 "first": first,
                 "plan": plan,
                 "chunk_samples": [len(p) for p in pieces],
                 "length": len(joined),
-                "snr_db": min(snr_db(one_shot, joined), 999.0),
-                "max_err": float(np.max(np.abs(one_shot - joined))),
-                "seam_jump_max": max(seam_jumps, default=0.0),
-                "one_shot_jump_at_seams_max": max(
-                    (abs(float(one_shot[o] - one_shot[o - 1])) for o in offsets[1:-1]), default=0.0),
+                "snr_db": min(snr_db(graph, joined), 999.0),
+                "max_err": float(np.max(np.abs(graph - joined))),
+                # the sample-to-sample step across each seam, and the graph's own there
+                "seam_jump_max": max((abs(float(joined[o] - joined[o - 1])) for o in seams), default=0.0),
+                "graph_jump_at_seams_max": max(
+                    (abs(float(graph[o] - graph[o - 1])) for o in seams), default=0.0),
             })
-        # Too little context must show: the margin is what makes the chunks exact.
-        plan = frame_chunks(z.shape[2], FIRST_CHUNK_FRAMES, largest=LARGEST_CHUNK_FRAMES)
-        starved = np.concatenate([vits.decode(z, a, b, context=2) for a, b in plan])
-        case["context_2_snr_db"] = snr_db(one_shot, starved)
+        # Too little context must show: the margins are what make the chunks exact.
+        plan = frame_chunks(frames, FIRST_CHUNK_FRAMES, largest=LARGEST_CHUNK_FRAMES)
+        for stage in ("flow_context", "decoder_context"):
+            kept = getattr(vits, stage)
+            setattr(vits, stage, 2)
+            case[f"{stage}_2_snr_db"] = snr_db(graph, np.concatenate(chunked(ids, plan)))
+            setattr(vits, stage, kept)
         report["cases"].append(case)
 
-    # Receptive field by perturbation: nudge one latent frame mid-sentence and see
-    # how far (in frames) the decoded audio changes.
-    ids = [i for p in voice.phonemize(TEXTS["sentence"]) for i in voice.phonemes_to_ids(p)]
-    z = vits.latents(ids, DETERMINISTIC)
-    base = vits.decode(z, 0, None)
-    k = z.shape[2] // 2
-    nudged = z.copy()
-    nudged[:, :, k] += 1.0
-    changed = np.flatnonzero(np.abs(vits.decode(nudged, 0, None) - base) > 1e-7)
+    # Receptive fields by perturbation: nudge one frame mid-sentence and see how
+    # far (in frames) the stage's output changes.
+    ids = ids_of(TEXTS["sentence"])
+    latents = vits.latents(ids, DETERMINISTIC)
+    k = latents.frames // 2
+
+    def reach(run, x: np.ndarray, per_frame: int) -> dict[str, int]:
+        nudged = x.copy()
+        nudged[:, :, k] += 1.0
+        diff = np.abs(run(nudged) - run(x)).reshape(-1, per_frame) if per_frame > 1 else \
+            np.abs(run(nudged) - run(x)).max(axis=1).reshape(-1)
+        changed = np.flatnonzero(diff.max(axis=-1) > 1e-7) if per_frame > 1 else np.flatnonzero(diff > 1e-7)
+        return {"left": int(k - changed.min()), "right": int(changed.max() - k)}
+
+    cut = vits._cut
+    flow = lambda zp: vits._run("flow", 1, {cut.prior: zp, cut.mask: latents.mask})[0]  # noqa: E731
+    z = flow(latents.prior)
+    decoder = lambda zz: vits._run("decoder", 1, {cut.latent: zz})[0].reshape(-1)  # noqa: E731
     report["receptive_field_frames"] = {
-        "left": int(np.ceil(k - changed.min() / vits.hop)),
-        "right": int(np.ceil(changed.max() / vits.hop - (k + 1))),
+        "flow": reach(flow, latents.prior, 1),
+        "decoder": reach(decoder, z, vits.hop),
     }
     print(json.dumps(report))
 

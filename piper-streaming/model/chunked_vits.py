@@ -1,19 +1,23 @@
-"""Piper's VITS voice cut in two, so its waveform decoder can stream.
+"""Piper's VITS voice cut in three, so it streams within a sentence.
 
-A piper voice is one ONNX graph: text encoder, duration predictor and flow turn
-phoneme ids into latent frames `z` (one per 256 samples), then a HiFi-GAN style
-decoder turns `z` into audio. The decoder is about two thirds of the time and
-purely convolutional, so we cut the graph at its input and decode `z` in chunks:
-a small first chunk (first audio after the front half plus a few frames of
-decoding), then larger ones. Each chunk is decoded with `context_frames` of
-neighbouring frames on both sides, at least the decoder's receptive field
-(measured by perturbation: 11 frames), and cropped, so the chunks joined are the
-one-shot decode up to float rounding (tests/piper_decoder_check.py proves it).
+A piper voice is one ONNX graph: the text encoder and duration predictor (the
+"prior") turn phoneme ids into prior latents `z_p`, one frame per 256 samples;
+the flow turns `z_p` into `z`; a HiFi-GAN style decoder turns `z` into audio.
+Piper runs it whole, once per sentence. Flow and decoder are convolutions along
+time, so we cut the graph at their inputs and run them chunk by chunk: the first
+audio costs the prior plus a few frames of flow and decoder, and no single run
+is long enough to hold up other streams for long (cpu_lanes.py schedules runs).
+
+Each chunk is computed with neighbouring frames as context, at least the stage's
+receptive field (measured by perturbation: flow 32 frames each side, decoder
+11), and cropped, so the chunks joined are the one-shot graph's output up to
+float rounding (tests/piper_decoder_check.py proves it).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -23,12 +27,18 @@ from onnx.utils import Extractor
 
 logger = logging.getLogger(__name__)
 
-# The first node of the decoder in piper's export (module `dec.conv_pre`); its
-# input is the masked latent `z`.
-DECODER_ENTRY_NODE = "/dec/conv_pre/Conv"
 GRAPH_INPUTS = ["input", "input_lengths", "scales"]
-# Decoder receptive field is 11 frames each side (perturbation, see module doc).
-CONTEXT_FRAMES = 12
+# Where piper's export (node names follow the PyTorch modules) is cut: the
+# flow's first node takes `z_p`; the decoder's first node takes `z`, computed
+# by a Mul of the flow's output with the frame mask.
+FLOW_PREFIX = "/flow/"
+DECODER_ENTRY_NODE = "/dec/conv_pre/Conv"
+# Context either side of a chunk: receptive field plus one frame.
+FLOW_CONTEXT_FRAMES = 33
+DECODER_CONTEXT_FRAMES = 12
+# After its first run the flow runs ahead of the decoder by at least this many
+# frames at a time, so its 2 x 33 frames of context are paid less often.
+FLOW_MIN_RUN_FRAMES = 96
 
 
 def frame_chunks(
@@ -56,29 +66,68 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
     return options
 
 
+@dataclass
+class Latents:
+    """One sentence in flight: its prior, and the flow's output so far."""
+
+    prior: np.ndarray  # z_p, [1, channels, frames]
+    mask: np.ndarray  # [1, 1, frames]
+    z: np.ndarray  # valid for frames [0, ready)
+    ready: int = 0
+
+    @property
+    def frames(self) -> int:
+        return self.prior.shape[2]
+
+
+@dataclass(frozen=True)
+class _Cut:
+    prior: str  # z_p
+    mask: str
+    latent: str  # z
+
+
+def _find_cut(model: onnx.ModelProto) -> Optional[_Cut]:
+    nodes = model.graph.node
+    entry = next((n for n in nodes if n.name == DECODER_ENTRY_NODE), None)
+    flow = next((n for n in nodes if n.name.startswith(FLOW_PREFIX)), None)
+    if entry is None or flow is None:
+        return None
+    latent = entry.input[0]
+    masking = next((n for n in nodes if latent in n.output), None)
+    if masking is None or masking.op_type != "Mul":
+        return None
+    flow_output = next((n for n in nodes if n.name.startswith(FLOW_PREFIX) and n.output[0] in masking.input), None)
+    mask = [i for i in masking.input if flow_output is None or i not in flow_output.output]
+    return _Cut(prior=flow.input[0], mask=mask[-1], latent=latent) if len(mask) == 1 else None
+
+
 class ChunkedVits:
-    """Runs a piper ONNX voice as front half plus chunked decoder.
+    """Runs a piper ONNX voice as prior, then flow and decoder chunk by chunk.
 
     Sessions are built for 1 to `max_threads` intra-op threads (onnxruntime fixes
     a session's thread count), so each run can use as many cores as the caller
-    holds. Where the graph has no recognisable decoder entry (a voice exported
-    some other way), `streams` is False and `synthesize` runs the whole graph.
+    holds. Where the graph cannot be cut (a voice exported some other way),
+    `streams` is False and `synthesize` runs the whole graph.
     """
 
     def __init__(self, model_path: str, hop: int, max_threads: int = 1):
         self.hop = hop
         self.max_threads = max(1, max_threads)
+        self.flow_context = FLOW_CONTEXT_FRAMES
+        self.decoder_context = DECODER_CONTEXT_FRAMES
+        self.flow_min_frames = FLOW_MIN_RUN_FRAMES
         model = onnx.load(model_path)
-        entry = next((n for n in model.graph.node if n.name == DECODER_ENTRY_NODE), None)
-        self._latent: Optional[str] = entry.input[0] if entry is not None else None
-        if self._latent is None:
-            logger.warning("%s: no %s node; streaming whole sentences", model_path, DECODER_ENTRY_NODE)
+        self._cut = _find_cut(model)
+        if self._cut is None:
+            logger.warning("%s: no flow/decoder cut found; streaming whole sentences", model_path)
             graphs = {"full": model}
         else:
-            extractor = Extractor(model)
+            cut, extractor = self._cut, Extractor(model)
             graphs = {
-                "front": extractor.extract_model(GRAPH_INPUTS, [self._latent]),
-                "decoder": extractor.extract_model([self._latent], [model.graph.output[0].name]),
+                "prior": extractor.extract_model(GRAPH_INPUTS, [cut.prior, cut.mask]),
+                "flow": extractor.extract_model([cut.prior, cut.mask], [cut.latent]),
+                "decoder": extractor.extract_model([cut.latent], [model.graph.output[0].name]),
             }
         self._sessions = {
             (name, threads): onnxruntime.InferenceSession(
@@ -89,12 +138,12 @@ class ChunkedVits:
             for threads in range(1, self.max_threads + 1)
         }
 
-    def _run(self, name: str, threads: int, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self._sessions[name, min(max(1, threads), self.max_threads)].run(None, feed)[0]
+    def _run(self, name: str, threads: int, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._sessions[name, min(max(1, threads), self.max_threads)].run(None, feed)
 
     @property
     def streams(self) -> bool:
-        return self._latent is not None
+        return self._cut is not None
 
     @staticmethod
     def inputs(phoneme_ids: list[int], scales: tuple[float, float, float]) -> dict[str, np.ndarray]:
@@ -110,23 +159,35 @@ class ChunkedVits:
     ) -> np.ndarray:
         """The whole utterance in one pass (what piper itself does)."""
         if not self.streams:
-            return self._run("full", threads, self.inputs(phoneme_ids, scales)).reshape(-1)
-        return self.decode(self.latents(phoneme_ids, scales, threads), 0, None, threads=threads)
+            return self._run("full", threads, self.inputs(phoneme_ids, scales))[0].reshape(-1)
+        latents = self.latents(phoneme_ids, scales, threads)
+        return self.decode(latents, 0, latents.frames, threads)
 
     def latents(
         self, phoneme_ids: list[int], scales: tuple[float, float, float], threads: int = 1
-    ) -> np.ndarray:
-        """The front half: `z`, shape [1, channels, frames]."""
-        assert self.streams
-        return self._run("front", threads, self.inputs(phoneme_ids, scales))
+    ) -> Latents:
+        """The prior of one sentence (text encoder and durations: all of its frames)."""
+        assert self._cut is not None
+        prior, mask = self._run("prior", threads, self.inputs(phoneme_ids, scales))
+        return Latents(prior=prior, mask=mask, z=np.empty_like(prior))
 
-    def decode(
-        self, z: np.ndarray, start: int, end: Optional[int],
-        context: int = CONTEXT_FRAMES, threads: int = 1,
-    ) -> np.ndarray:
-        """Audio of frames [start, end), decoded with `context` frames either side."""
-        frames = z.shape[2]
-        end = frames if end is None else end
-        lo, hi = max(0, start - context), min(frames, end + context)
-        audio = self._run("decoder", threads, {self._latent: np.ascontiguousarray(z[:, :, lo:hi])})
+    def decode(self, latents: Latents, start: int, end: int, threads: int = 1) -> np.ndarray:
+        """Audio of frames [start, end): the flow run as far as the decoder needs
+        (from where it stopped), then the decoder, each with its context."""
+        cut, frames = self._cut, latents.frames
+        need = min(frames, end + self.decoder_context)
+        if need > latents.ready:
+            # the first run only as far as the first chunk needs: it is on the
+            # way to the first audio
+            ahead = need if latents.ready == 0 else min(frames, max(need, latents.ready + self.flow_min_frames))
+            lo = max(0, latents.ready - self.flow_context)
+            hi = min(frames, ahead + self.flow_context)
+            z = self._run("flow", threads, {
+                cut.prior: np.ascontiguousarray(latents.prior[:, :, lo:hi]),
+                cut.mask: np.ascontiguousarray(latents.mask[:, :, lo:hi]),
+            })[0]
+            latents.z[:, :, latents.ready:ahead] = z[:, :, latents.ready - lo : ahead - lo]
+            latents.ready = ahead
+        lo, hi = max(0, start - self.decoder_context), need
+        audio = self._run("decoder", threads, {cut.latent: np.ascontiguousarray(latents.z[:, :, lo:hi])})[0]
         return audio.reshape(-1)[(start - lo) * self.hop : (end - lo) * self.hop]

@@ -1,5 +1,6 @@
 """Piper (en_US-joe-medium) speaking the shared streaming contract, on CPU."""
 
+import contextlib
 import json
 import logging
 import os
@@ -33,15 +34,18 @@ FIRST_PHRASE_MAX_WORDS = 5
 # Inside a sentence cut in two, the pause between the halves is kept this short.
 PHRASE_PAUSE_TRAIL_S = 0.08
 PHRASE_PAUSE_LEAD_S = 0.02
-# Decoder chunks, in latent frames (256 samples, 11.6 ms each): a small first
-# chunk so audio starts early, then doubling; later segments, synthesized while
-# earlier ones play, start larger (less re-decoded context). The last chunk of a
-# segment holds at least its trailing silence (at most ~0.3 s), which is trimmed
-# where a sentence was cut in two.
+# Chunks, in latent frames (256 samples, 11.6 ms each): a small first chunk so
+# audio starts early, then doubling up to LARGEST. Every chunk is one ONNX run
+# that another stream may have to wait for, so they stay short (64 frames: about
+# 70 ms on one core). The last chunk of a sentence holds at least its trailing
+# silence (at most ~0.3 s), which is trimmed where a sentence was cut in two.
 FIRST_CHUNK_FRAMES = 16
-LATER_FIRST_CHUNK_FRAMES = 64
-LARGEST_CHUNK_FRAMES = 256
+LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
+LARGEST_CHUNK_FRAMES = 64
 SMALLEST_LAST_CHUNK_FRAMES = 40
+# A stream keeps its CPU lane between chunks while its listener has less than
+# this much audio in hand.
+KEEP_LANE_BELOW_S = 0.35
 
 
 class PiperRequest(StreamRequest):
@@ -86,25 +90,30 @@ class Model:
     def _sentence_audio(
         self, ids: list[int], scales, first_chunk: int, deadline: Callable[[], float]
     ) -> Iterator[tuple[np.ndarray, bool]]:
-        """One sentence's audio as (chunk, is_last), each ONNX run taking a CPU
-        lane (every free lane when the stream is alone). piper clips the same way; its per-sentence peak normalisation is
-        left out so every sentence has the same level."""
+        """One sentence's audio as (chunk, is_last), its ONNX runs on a CPU lane
+        (every free lane when the stream is alone). piper clips the same way;
+        its per-sentence peak normalisation is left out so every sentence has
+        the same level."""
         vits, lanes, most = self._vits, self._lanes, self._vits.max_threads
-        if not vits.streams:
-            with lanes.turn(deadline(), most) as threads:
-                audio = vits.synthesize(ids, scales, threads)
-            yield np.clip(audio, -1.0, 1.0), True
-            return
-        with lanes.turn(deadline(), most) as threads:
-            z = vits.latents(ids, scales, threads)
-        plan = frame_chunks(
-            z.shape[2], first_chunk, largest=LARGEST_CHUNK_FRAMES,
-            smallest_last=SMALLEST_LAST_CHUNK_FRAMES,
-        )
-        for index, (start, end) in enumerate(plan):
-            with lanes.turn(deadline(), most) as threads:
-                audio = vits.decode(z, start, end, threads=threads)
-            yield np.clip(audio, -1.0, 1.0), index == len(plan) - 1
+        with contextlib.ExitStack() as turn:
+            threads = turn.enter_context(lanes.turn(deadline(), most))
+            if not vits.streams:
+                yield np.clip(vits.synthesize(ids, scales, threads), -1.0, 1.0), True
+                return
+            latents = vits.latents(ids, scales, threads)
+            plan = frame_chunks(
+                latents.frames, first_chunk, largest=LARGEST_CHUNK_FRAMES,
+                smallest_last=SMALLEST_LAST_CHUNK_FRAMES,
+            )
+            for index, (start, end) in enumerate(plan):
+                # Keep the lane while the listener has little audio in hand (a
+                # new stream: its first chunks back to back); otherwise queue
+                # again, so more urgent streams go first.
+                if index and deadline() - time.monotonic() > KEEP_LANE_BELOW_S:
+                    turn.close()
+                    threads = turn.enter_context(lanes.turn(deadline(), most))
+                audio = vits.decode(latents, start, end, threads)
+                yield np.clip(audio, -1.0, 1.0), index == len(plan) - 1
 
     def _prepare(self, req: PiperRequest) -> Synthesis:
         if req.voice not in (None, self._voice_name):
