@@ -112,3 +112,34 @@ def test_releasing_several_lanes_wakes_as_many_waiters():
     for thread in threads:
         thread.join(5)
     assert lanes._busy == 0
+
+
+def test_a_spare_lane_admits_only_urgent_turns():
+    lanes = CpuLanes(1, spare=1, urgent_s=0.5)
+    admitted = []
+
+    def waiter(name: str, deadline: float):
+        with lanes.turn(deadline):
+            admitted.append(name)
+            release.wait(5)
+
+    release = threading.Event()
+    with lanes.turn(time.monotonic() + 60):  # the one regular lane, busy
+        relaxed = threading.Thread(target=waiter, args=("relaxed", time.monotonic() + 60))
+        relaxed.start()
+        while not lanes._waiting:
+            time.sleep(0.005)
+        urgent = threading.Thread(target=waiter, args=("urgent", time.monotonic()))
+        urgent.start()
+        give_up = time.monotonic() + 5
+        while not admitted and time.monotonic() < give_up:
+            time.sleep(0.005)
+        # the urgent turn runs on the spare lane at once; the relaxed one still waits
+        assert admitted == ["urgent"]
+        assert lanes._busy == 2 and len(lanes._waiting) == 1
+        release.set()
+        urgent.join(5)
+        assert lanes._busy == 1 and len(lanes._waiting) == 1  # no regular lane free yet
+    relaxed.join(5)
+    assert admitted == ["urgent", "relaxed"]
+    assert lanes._busy == 0 and not lanes._waiting

