@@ -143,7 +143,9 @@ def plot(results: dict, path: Path) -> None:
             ax_rtf.errorbar(conc, [r[key]["rtf"]["p50"] for r in rows],
                             yerr=[[0] * len(rows), [r[key]["rtf"]["p95"] - r[key]["rtf"]["p50"] for r in rows]],
                             fmt=style, capsize=3, label=label)
-    ax_ttfa.set(xlabel="concurrent streams", ylabel="time to first audio (ms), p50 with p95 bar",
+    # log scale: piper.http_server's whole-WAV latency would flatten ours to the axis
+    ax_ttfa.set_yscale("log")
+    ax_ttfa.set(xlabel="concurrent streams", ylabel="time to first audio (ms, log), p50 with p95 bar",
                 xticks=results["concurrency"])
     ax_rtf.axhline(1.0, color="grey", lw=0.8)
     ax_rtf.set(xlabel="concurrent streams", ylabel="real-time factor per stream, p50 with p95 bar",
