@@ -78,12 +78,12 @@ def test_at_least_one_lane():
 def test_a_lone_turn_may_take_every_free_lane_and_gives_them_all_back():
     lanes = CpuLanes(2)
     with lanes.turn(0.0, most=2) as held:
-        assert held == 2
+        assert held.lanes == 2
         assert lanes._busy == 2
     assert lanes._busy == 0
     with lanes.turn(0.0) as one:
         with lanes.turn(0.0, most=2) as rest:
-            assert (one, rest) == (1, 1)  # only one lane was free
+            assert (one.lanes, rest.lanes) == (1, 1)  # only one lane was free
     assert lanes._busy == 0
 
 
@@ -143,3 +143,26 @@ def test_a_spare_lane_admits_only_urgent_turns():
     relaxed.join(5)
     assert admitted == ["urgent", "relaxed"]
     assert lanes._busy == 0 and not lanes._waiting
+
+
+def test_a_holder_of_every_lane_shares_them_once_others_wait():
+    lanes = CpuLanes(2)
+    admitted = threading.Event()
+
+    def waiter():
+        with lanes.turn(1.0):
+            admitted.set()
+
+    with lanes.turn(0.0, most=2) as turn:
+        assert turn.lanes == 2
+        turn.share()  # nobody waits: keeps both
+        assert turn.lanes == 2
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        while not lanes._waiting:
+            time.sleep(0.005)
+        turn.share()
+        assert turn.lanes == 1
+        assert admitted.wait(5)  # the waiter ran on the lane handed over
+    thread.join(5)
+    assert lanes._busy == 0

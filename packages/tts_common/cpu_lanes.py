@@ -47,18 +47,17 @@ class CpuLanes:
         self._order = itertools.count()  # equal deadlines: first come, first served
 
     @contextlib.contextmanager
-    def turn(self, deadline: float, most: int = 1) -> Iterator[int]:
-        """Hold lanes for the duration of the block and yield how many: up to
-        `most` when they are free and nobody is waiting (one stream alone may
-        use every core), else one. `deadline` is a time.monotonic() value,
-        earlier is more urgent."""
+    def turn(self, deadline: float, most: int = 1) -> Iterator["Turn"]:
+        """Hold lanes for the duration of the block: up to `most` when they are
+        free and nobody is waiting (one stream alone may use every core), else
+        one. `deadline` is a time.monotonic() value, earlier is more urgent."""
         with self._lock:
             if self._busy < self.lanes and not self._waiting:
-                held = min(most, self.lanes - self._busy)
-                self._busy += held
+                held = Turn(self, min(most, self.lanes - self._busy))
+                self._busy += held.lanes
                 granted = None
             else:
-                held = 1
+                held = Turn(self, 1)
                 granted = threading.Event()
                 heapq.heappush(self._waiting, (deadline, next(self._order), granted))
                 self._grant()
@@ -68,7 +67,14 @@ class CpuLanes:
             yield held
         finally:
             with self._lock:
-                self._busy -= held
+                self._busy -= held.lanes
+                self._grant()
+
+    def _shrink(self, turn: "Turn") -> None:
+        with self._lock:
+            if turn.lanes > 1 and self._waiting:
+                self._busy -= turn.lanes - 1
+                turn.lanes = 1
                 self._grant()
 
     def _grant(self) -> None:
@@ -82,3 +88,17 @@ class CpuLanes:
                 return
             self._busy += 1
             heapq.heappop(self._waiting)[2].set()
+
+
+class Turn:
+    """Lanes held by one `CpuLanes.turn` block; `lanes` is how many threads the
+    holder's next run may use."""
+
+    def __init__(self, owner: CpuLanes, lanes: int):
+        self._owner = owner
+        self.lanes = lanes
+
+    def share(self) -> None:
+        """Keep one lane and hand the others to waiting turns, if any: a holder
+        that took every lane while alone makes room once others arrive."""
+        self._owner._shrink(self)

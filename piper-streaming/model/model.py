@@ -99,24 +99,28 @@ class Model:
         its per-sentence peak normalisation is left out so every sentence has
         the same level."""
         vits, lanes, most = self._vits, self._lanes, self._vits.max_threads
-        with contextlib.ExitStack() as turn:
-            threads = turn.enter_context(lanes.turn(deadline(), most))
+        with contextlib.ExitStack() as stack:
+            turn = stack.enter_context(lanes.turn(deadline(), most))
             if not vits.streams:
-                yield np.clip(vits.synthesize(ids, scales, threads), -1.0, 1.0), True
+                yield np.clip(vits.synthesize(ids, scales, turn.lanes), -1.0, 1.0), True
                 return
-            latents = vits.latents(ids, scales, threads)
+            latents = vits.latents(ids, scales, turn.lanes)
             plan = frame_chunks(
                 latents.frames, first_chunk, largest=LARGEST_CHUNK_FRAMES,
                 smallest_last=SMALLEST_LAST_CHUNK_FRAMES,
             )
             for index, (start, end) in enumerate(plan):
-                # Keep the lane while the listener has little audio in hand (a
-                # new stream: its first chunks back to back); otherwise queue
-                # again, so more urgent streams go first.
-                if index and deadline() - time.monotonic() > URGENT_BELOW_S:
-                    turn.close()
-                    threads = turn.enter_context(lanes.turn(deadline(), most))
-                audio = vits.decode(latents, start, end, threads)
+                if index:
+                    # Keep a lane while the listener has little audio in hand (a
+                    # new stream: its first chunks back to back), but not more
+                    # than one if others wait; otherwise queue again, so more
+                    # urgent streams go first.
+                    if deadline() - time.monotonic() > URGENT_BELOW_S:
+                        stack.close()
+                        turn = stack.enter_context(lanes.turn(deadline(), most))
+                    else:
+                        turn.share()
+                audio = vits.decode(latents, start, end, turn.lanes)
                 yield np.clip(audio, -1.0, 1.0), index == len(plan) - 1
 
     def _prepare(self, req: PiperRequest) -> Synthesis:
