@@ -36,7 +36,7 @@ def piper_rows(piper: dict) -> list[tuple[str, str, str]]:
             s = cell["served"]
             rows.append((f"piper-streaming, {text}, {top} streams: first audio",
                          f"{s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} ms", "target p95 < 300 ms"))
-            rows.append((f"  real-time factor per stream (p50 / worst)",
+            rows.append(("  real-time factor per stream (p50 / worst)",
                          f"{s['rtf']['p50']:.2f} / {s['rtf']['max']:.2f}", "target < 1 for each"))
             rows.append(("  playback stalls", f"{s['stalled']} of {s['rtf']['n']}", "streams that ran dry"))
     return rows

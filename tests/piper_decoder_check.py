@@ -108,21 +108,19 @@ def main() -> None:
     latents = vits.latents(ids, DETERMINISTIC)
     k = latents.frames // 2
 
-    def reach(run, x: np.ndarray, per_frame: int) -> dict[str, int]:
+    def reach(run, x: np.ndarray, change_per_frame) -> dict[str, int]:
         nudged = x.copy()
         nudged[:, :, k] += 1.0
-        diff = np.abs(run(nudged) - run(x)).reshape(-1, per_frame) if per_frame > 1 else \
-            np.abs(run(nudged) - run(x)).max(axis=1).reshape(-1)
-        changed = np.flatnonzero(diff.max(axis=-1) > 1e-7) if per_frame > 1 else np.flatnonzero(diff > 1e-7)
+        changed = np.flatnonzero(change_per_frame(np.abs(run(nudged) - run(x))) > 1e-7)
         return {"left": int(k - changed.min()), "right": int(changed.max() - k)}
 
     cut = vits._cut
     flow = lambda zp: vits._run("flow", 1, {cut.prior: zp, cut.mask: latents.mask})[0]  # noqa: E731
-    z = flow(latents.prior)
     decoder = lambda zz: vits._run("decoder", 1, {cut.latent: zz})[0].reshape(-1)  # noqa: E731
     report["receptive_field_frames"] = {
-        "flow": reach(flow, latents.prior, 1),
-        "decoder": reach(decoder, z, vits.hop),
+        # flow output [1, channels, frames]; decoder output `hop` samples a frame
+        "flow": reach(flow, latents.prior, lambda d: d.max(axis=1).reshape(-1)),
+        "decoder": reach(decoder, flow(latents.prior), lambda d: d.reshape(-1, vits.hop).max(axis=1)),
     }
     print(json.dumps(report))
 

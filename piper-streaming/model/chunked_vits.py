@@ -98,8 +98,10 @@ def _find_cut(model: onnx.ModelProto) -> Optional[_Cut]:
     if masking is None or masking.op_type != "Mul":
         return None
     flow_output = next((n for n in nodes if n.name.startswith(FLOW_PREFIX) and n.output[0] in masking.input), None)
-    mask = [i for i in masking.input if flow_output is None or i not in flow_output.output]
-    return _Cut(prior=flow.input[0], mask=mask[-1], latent=latent) if len(mask) == 1 else None
+    if flow_output is None:
+        return None
+    mask = [i for i in masking.input if i not in flow_output.output]
+    return _Cut(prior=flow.input[0], mask=mask[0], latent=latent) if len(mask) == 1 else None
 
 
 class ChunkedVits:
