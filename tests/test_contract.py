@@ -55,16 +55,38 @@ def test_mulaw_defaults_to_8k():
         (b"text=hello", 400, "body"),
         (b"[1, 2]", 400, "body"),
         (b'"just a string"', 400, "body"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "body"),
+        (b'{"text": "\\ud800"}', 400, "body"),
+        (b'{"text": "\xff"}', 400, "body"),
+        ({"text": "a\u0000b"}, 422, "text"),
+        ({"text": "bell\u0007"}, 422, "text"),
+        ({"text": "\u200b \u200c\ufeff\u2060\u00a0"}, 422, "text"),
     ],
 )
 def test_bad_input_names_the_field(body, status, field):
     with pytest.raises(RequestError) as info:
         parse(body)
     assert info.value.status == status
-    payload = info.value.body()
-    assert payload["field"] == field
-    assert field in payload["error"]
+    assert info.value.errors[0]["field"] == field
+    assert field in str(info.value)
 
 
 def test_text_at_the_limit_is_accepted():
     assert len(parse({"text": "x" * MAX_TEXT_CHARS}).text) == MAX_TEXT_CHARS
+
+
+def test_layout_characters_and_emoji_are_text():
+    assert parse({"text": "Line one.\nLine\ttwo.\r\n"}).text.startswith("Line one.")
+    assert parse({"text": "Hi \U0001f600"}).text == "Hi \U0001f600"
+
+
+def test_errors_say_what_is_wrong():
+    with pytest.raises(RequestError) as deep:
+        parse(b"[" * 1000 + b"]" * 1000)
+    assert "nested too deeply" in str(deep.value)
+    with pytest.raises(RequestError) as lone:
+        parse(b'{"text": "\\ud800"}')
+    assert "surrogate" in str(lone.value)
+    with pytest.raises(RequestError) as nul:
+        parse({"text": "ab\u0000"})
+    assert "U+0000 at index 2" in str(nul.value)

@@ -131,6 +131,9 @@ BAD_INPUTS = [
     ({"text": "Hi", "vocie": "joe"}, 422, "vocie"),
     ({"text": "Hi", "speed": 5}, 422, "speed"),
     ({"text": "Hi", "speed": "fast"}, 422, "speed"),
+    ({"text": "Hi\u0000there"}, 422, "text"),  # NUL: once a 500 from espeak
+    ({"text": "Hi \u001b[31m there"}, 422, "text"),  # a terminal escape code
+    ({"text": "\u200b\u200b \ufeff\u2060"}, 422, "text"),  # zero-width only: nothing to say
 ]
 
 
@@ -145,12 +148,16 @@ def test_bad_input_gets_4xx_naming_the_field(piper, body, status, field):
 @pytest.mark.parametrize(
     "raw, content_type",
     [(b"{oops", "application/json"), (b"text=hello", "application/x-www-form-urlencoded"),
-     (b"[1]", "application/json")],
+     (b"[1]", "application/json"),
+     (b"[" * 100_000 + b"]" * 100_000, "application/json"),  # once a RecursionError 500
+     (b'{"text": "lone \\ud800 surrogate"}', "application/json")],
+    ids=["not-json", "form", "array", "deeply-nested", "lone-surrogate"],
 )
 def test_non_json_bodies_get_400(piper, raw, content_type):
     r = requests.post(piper.predict_url, data=raw, headers={"Content-Type": content_type}, timeout=30)
     assert r.status_code == 400
     assert r.json()["field"] == "body"
+    assert r.json()["request_id"] == r.headers["x-request-id"]
 
 
 def test_server_stays_healthy_after_bad_input(piper):

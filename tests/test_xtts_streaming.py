@@ -163,7 +163,10 @@ BAD_INPUTS = [
     ({"speaker_wav": wav_b64(tone(0.5), 16000)}, "speaker_wav"),
     ({"speaker_wav": wav_b64(tone(31), 16000)}, "speaker_wav"),
     ({"speaker_wav": wav_b64(np.zeros(32000), 16000)}, "speaker_wav"),
-    ({"speaker_wav": "A" * (12 * 1024 * 1024)}, "speaker_wav"),
+    ({"speaker_wav": "A" * (11 * 1024 * 1024)}, "speaker_wav"),  # over 8 MB decoded
+    ({"speaker_wav": wav_b64(tone(3, 4000), 4000)}, "speaker_wav"),  # rate below 8 kHz
+    ({"speaker_wav": b64(b"fLaC" + bytes(4000))}, "speaker_wav"),  # not a WAV
+    ({"text": "\u200b\u200c\u200d"}, "text"),  # nothing speakable
     ({"temperature": 0}, "temperature"),
     ({"temperature": 3.5}, "temperature"),
     ({"top_k": 0}, "top_k"),

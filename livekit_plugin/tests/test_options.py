@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,20 @@ def test_dependencies_exclude_servers_and_models():
                 )
                 for name in names:
                     assert name.split(".")[0] not in ("truss", "torch", "tts_common"), path
+
+
+def test_servers_answer_busy_before_the_plugin_stops_waiting():
+    """A request queued for a slot gets its 503 before the plugin's default read
+    timeout, so the plugin sees "busy" (and retries) instead of timing out just
+    before the answer. Server default: packages/tts_common/settings.py."""
+    from livekit.agents import DEFAULT_API_CONNECT_OPTIONS
+
+    read_timeout = DEFAULT_API_CONNECT_OPTIONS.timeout
+    settings = (REPO / "packages/tts_common/settings.py").read_text()
+    default = float(re.search(r"queue_timeout_s: float = ([\d.]+)", settings).group(1))
+    assert default + 1 <= read_timeout
+    for truss in ("piper-streaming", "xtts-streaming"):
+        config = (REPO / truss / "config.yaml").read_text()
+        configured = re.search(r'TTS_QUEUE_TIMEOUT_S: "([\d.]+)"', config)
+        assert configured, f"{truss} sets no TTS_QUEUE_TIMEOUT_S"
+        assert float(configured.group(1)) + 1 <= read_timeout, truss

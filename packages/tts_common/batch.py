@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import soxr
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from .audio import float_to_pcm16, pcm16_to_mulaw
 from .contract import AudioFormat, content_type
@@ -71,7 +71,3 @@ def clip_response(
 
 def wav_base64(samples: np.ndarray, sample_rate: int) -> str:
     return base64.b64encode(wav_bytes(float_to_pcm16(samples), sample_rate)).decode("ascii")
-
-
-def json_error(status: int, body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(status_code=status, content=body)

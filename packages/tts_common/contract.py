@@ -6,7 +6,7 @@ the README describe exactly what is declared here.
 
 from __future__ import annotations
 
-import json
+import unicodedata
 from enum import Enum
 from typing import Any, Literal, Optional, TypeVar
 
@@ -58,10 +58,8 @@ class StreamRequest(BaseModel):
 
     @field_validator("text")
     @classmethod
-    def _text_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must contain non-whitespace text")
-        return value
+    def _text_speakable(cls, value: str) -> str:
+        return check_text(value)
 
     @model_validator(mode="after")
     def _resolve_sample_rate(self) -> "StreamRequest":
@@ -81,6 +79,37 @@ class StreamRequest(BaseModel):
         return self.sample_rate
 
 
+# Line breaks and tabs are layout; every other control character is refused.
+_LAYOUT_CONTROLS = frozenset("\t\n\r")
+
+
+def check_text(value: str) -> str:
+    """Refuse text with control characters or with nothing speakable in it.
+
+    Control characters (NUL, escape codes, ...) are refused rather than removed:
+    they mean the caller sent something other than the text it meant. Text made
+    only of whitespace, zero-width and format characters (after NFKC
+    normalisation) has nothing a voice could say.
+    """
+    for index, char in enumerate(value):
+        if unicodedata.category(char) == "Cc" and char not in _LAYOUT_CONTROLS:
+            raise ValueError(
+                f"contains control character U+{ord(char):04X} at index {index}; "
+                "only tab, line feed and carriage return are allowed"
+            )
+    if not any(_speakable(char) for char in unicodedata.normalize("NFKC", value)):
+        raise ValueError(
+            "has nothing speakable (only whitespace, zero-width or format characters)"
+        )
+    return value
+
+
+def _speakable(char: str) -> bool:
+    # Z*: separators (spaces); C*: control, format (zero-width), surrogate,
+    # private use and unassigned code points.
+    return not char.isspace() and unicodedata.category(char)[0] not in "ZC"
+
+
 class FieldError(ValueError):
     """A request problem that names the field at fault."""
 
@@ -97,14 +126,6 @@ class RequestError(Exception):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
         self.status = status
         self.errors = errors
-
-    def body(self) -> dict[str, Any]:
-        first = self.errors[0]
-        return {
-            "error": str(self),
-            "field": first["field"],
-            "errors": self.errors,
-        }
 
 
 def _field_name(loc: tuple) -> str:
@@ -132,21 +153,40 @@ def _errors_from_validation(exc: ValidationError) -> list[dict[str, str]]:
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
 
+def _body_error(err: Any) -> str:
+    if err["type"] == "model_type":
+        return "must be a JSON object"
+    message = err["msg"].removeprefix("Invalid JSON: ")
+    if "hex escape" in message:  # jiter's words for a lone surrogate such as \ud800
+        message += " (\\uD800 to \\uDFFF escapes must come as surrogate pairs)"
+    elif "code point" in message:
+        message += " (the body must be UTF-8 and each \\u escape a character)"
+    elif "recursion limit" in message:
+        message = f"nested too deeply: {message}"
+    return f"invalid JSON: {message}"
+
+
 def parse_request(body: bytes, model: type[RequestT]) -> RequestT:
-    """Parse a raw HTTP body into `model`, or raise RequestError (400 or 422)."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, [{"field": "body", "message": f"invalid JSON: {exc}"}])
-    if not isinstance(payload, dict):
-        raise RequestError(
-            400, [{"field": "body", "message": "must be a JSON object"}]
-        )
+    """Parse a raw HTTP body into `model`, or raise RequestError (400 or 422).
+
+    pydantic's own JSON parser (jiter) reads the body: it refuses nesting deeper
+    than 200 levels, invalid UTF-8 and lone surrogates as invalid JSON (400),
+    where json.loads would recurse until RecursionError or pass a lone surrogate
+    on to the model.
+    """
     try:
         # Strict: "1.5" is not a number and true is not a sample rate.
         return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
+        body_errors = [
+            e for e in exc.errors(include_url=False) if e["type"] in _BODY_ERRORS and not e["loc"]
+        ]
+        if body_errors:
+            raise RequestError(400, [{"field": "body", "message": _body_error(body_errors[0])}])
         raise RequestError(422, _errors_from_validation(exc))
+
+
+_BODY_ERRORS = frozenset({"json_invalid", "json_type", "model_type"})
 
 
 def field_error(field: str, message: str) -> RequestError:

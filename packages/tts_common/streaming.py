@@ -8,6 +8,14 @@ Content-Type, and (b) swallows an exception raised mid-stream and ends the body
 cleanly, so a cut-short stream looks like a complete 200. Here an exception
 after the first byte propagates to uvicorn, which drops the connection without
 the terminating chunk: the client sees an incomplete body, never a short 200.
+
+Resources stay bounded whatever the client does:
+- backpressure: the worker asks the model for the next chunk only while less
+  than `max_ahead_s` of audio waits in the server for the connection to take it;
+- a client that takes nothing for `read_timeout_s` is cut and its slot freed;
+- a model that yields nothing for `stall_timeout_s` is abandoned (stream cut,
+  slot freed) and the replica reports unhealthy until that work returns;
+- a request whose client leaves while it waits for a slot never runs.
 """
 
 from __future__ import annotations
@@ -15,23 +23,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Message, Send
 
+from . import replies
 from .audio import StreamEncoder
 from .contract import RequestError, StreamRequest, content_type, parse_request
-from .slots import Busy, SlotGate
+from .settings import ServingSettings
+from .slots import Busy, ClientGone, SlotGate
 
 logger = logging.getLogger(__name__)
 
-# How often a stream waiting for audio checks whether its client is still there.
-DISCONNECT_POLL_S = 0.25
+# How often a stream waiting for audio checks its client and its model.
+POLL_S = 0.25
 
 
 @dataclass
@@ -57,34 +69,90 @@ class _Failure:
     error: BaseException
 
 
+@dataclass
+class _Audio:
+    data: bytes
+    seconds: float
+
+
 _END = object()
 _DISCONNECTED = object()
-_Item = Union[bytes, _Failure, object]
+_STALLED = object()
+_Item = Union[_Audio, _Failure, object]
 
 
-def error_response(
-    status: int, body: dict[str, Any], headers: Optional[dict[str, str]] = None
-) -> JSONResponse:
-    return JSONResponse(status_code=status, content=body, headers=headers)
+class _Backlog:
+    """Seconds of audio queued in the server that the connection has not taken
+    yet. The worker waits for room before asking the model for more."""
+
+    def __init__(self, limit_s: float, cancel: threading.Event):
+        self._limit_s = limit_s
+        self._cancel = cancel
+        self._seconds = 0.0
+        self._room = threading.Condition()
+
+    def add(self, seconds: float) -> None:
+        with self._room:
+            self._seconds += seconds
+
+    def take(self, seconds: float) -> None:
+        with self._room:
+            self._seconds -= seconds
+            self._room.notify_all()
+
+    def wait_for_room(self) -> bool:
+        """Block while the backlog is full; False once the stream is cancelled."""
+        with self._room:
+            while self._seconds >= self._limit_s and not self._cancel.is_set():
+                self._room.wait(POLL_S)
+        return not self._cancel.is_set()
+
+
+class _Worker:
+    """One stream's synthesis thread and what the event loop watches of it."""
+
+    def __init__(self) -> None:
+        self.in_model_since: Optional[float] = None  # set while the model computes a chunk
+        self.stalled = False
+
+
+class _AudioResponse(StreamingResponse):
+    """A StreamingResponse that cuts a client who takes nothing for
+    `read_timeout_s`, and always runs `on_close` when the body ends, however it
+    ends (the body generator may otherwise wait for garbage collection)."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], read_timeout_s: float, on_close: Callable[[], None], **kwargs: Any
+    ):
+        super().__init__(content, **kwargs)
+        self._read_timeout_s = read_timeout_s
+        self._on_close = on_close
+
+    async def stream_response(self, send: Send) -> None:
+        async def send_or_cut(message: Message) -> None:
+            try:
+                await asyncio.wait_for(send(message), self._read_timeout_s)
+            except asyncio.TimeoutError:
+                raise StreamAborted(f"client took no audio for {self._read_timeout_s:g} s") from None
+
+        try:
+            await super().stream_response(send_or_cut)
+        finally:
+            self._on_close()
 
 
 class AudioStreamer:
     """Admission control plus streaming for one model instance."""
 
-    @classmethod
-    def from_environment(cls) -> "AudioStreamer":
-        """Limits from config.yaml's environment_variables (TTS_MAX_STREAMS,
-        TTS_QUEUE_TIMEOUT_S), so a deployment can change them without a rebuild."""
-        return cls(
-            max_streams=int(os.environ.get("TTS_MAX_STREAMS", "1")),
-            queue_timeout_s=float(os.environ.get("TTS_QUEUE_TIMEOUT_S", "10")),
-        )
+    def __init__(self, settings: ServingSettings):
+        self.settings = settings
+        self._gate = SlotGate(settings.max_streams, settings.queue_timeout_s)
+        self._stalled_workers = 0  # abandoned syntheses still running (event loop only)
 
-    def __init__(self, max_streams: int, queue_timeout_s: float):
-        self.max_streams = max_streams
-        self.queue_timeout_s = queue_timeout_s
-        self._gate = SlotGate(max_streams, queue_timeout_s)
-        self.active = 0  # streams holding a slot, for tests and logs
+    def healthy(self) -> bool:
+        """False while a synthesis the watchdog abandoned has not returned: the
+        readiness route then fails, so the platform stops traffic and restarts."""
+        return self._stalled_workers == 0
 
     async def respond(
         self,
@@ -92,103 +160,161 @@ class AudioStreamer:
         request_model: type[StreamRequest],
         prepare: Callable[[Any], Synthesis],
     ) -> Response:
+        rid = replies.request_id(request)
         try:
-            req = parse_request(await request.body(), request_model)
-            synthesis = prepare(req)
+            body = await request.body()
+            if len(body) > self.settings.max_body_bytes:
+                raise RequestError(
+                    413,
+                    [{"field": "body", "message": f"is {len(body)} bytes; at most {self.settings.max_body_bytes}"}],
+                )
+            # Off the event loop: a reference clip's decoding takes real time.
+            req, synthesis = await asyncio.to_thread(_validate, body, request_model, prepare)
         except RequestError as exc:
-            logger.info("rejected request (%s): %s", exc.status, exc)
-            return error_response(exc.status, exc.body())
+            logger.info("[%s] rejected request (%s): %s", rid, exc.status, exc)
+            return replies.request_error(exc, rid)
+        except Exception:
+            logger.exception("[%s] preparing the request failed", rid)
+            return replies.internal_error("preparing the request failed", rid)
 
         try:
-            await self._gate.acquire()
+            await self._gate.acquire(gone=request.is_disconnected)
         except Busy as busy:
-            return busy.response()
-        self.active += 1
-        return await self._stream(request, req, synthesis)
+            logger.info("[%s] busy: %s", rid, busy)
+            return replies.busy(str(busy), rid)
+        except ClientGone:
+            logger.info("[%s] client left while waiting for a slot; never started", rid)
+            return Response(status_code=499, headers={replies.REQUEST_ID_HEADER: rid})
+        return await self._stream(request, req, synthesis, rid)
 
-    async def _stream(
-        self,
-        request: Request,
-        req: StreamRequest,
-        synthesis: Synthesis,
-    ) -> Response:
+    async def _stream(self, request: Request, req: StreamRequest, synthesis: Synthesis, rid: str) -> Response:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         cancel = threading.Event()
+        backlog = _Backlog(self.settings.max_ahead_s, cancel)
+        worker = _Worker()
         encoder = StreamEncoder(synthesis.model_rate, req.output_rate, req.format)
+        released = False
 
         def put(item: _Item) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        def release() -> None:
-            self.active -= 1
-            self._gate.release()
+        def release() -> None:  # on the event loop
+            nonlocal released
+            if not released:
+                released = True
+                self._gate.release()
+
+        def worker_done() -> None:  # on the event loop
+            if worker.stalled:
+                self._stalled_workers -= 1
+                logger.warning("[%s] abandoned synthesis returned", rid)
+            release()
 
         def work() -> None:
             chunks = synthesis.chunks(cancel)
             try:
                 produced = 0
                 with contextlib.closing(chunks):  # frees model state at once on cancel
-                    for chunk in chunks:
-                        if cancel.is_set():
+                    while True:
+                        worker.in_model_since = time.monotonic()
+                        chunk = next(chunks, None)
+                        worker.in_model_since = None
+                        if chunk is None or cancel.is_set():
                             break
                         produced += 1
                         data = encoder.encode(chunk)
                         if data:
-                            put(data)
+                            seconds = len(chunk) / synthesis.model_rate
+                            backlog.add(seconds)
+                            put(_Audio(data, seconds))
+                        if not backlog.wait_for_room():
+                            break
                 if cancel.is_set():
-                    logger.info("generation cancelled after %d chunks (client gone)", produced)
+                    logger.info("[%s] generation stopped after %d chunks", rid, produced)
                 else:
                     tail = encoder.finish()
                     if tail:
-                        put(tail)
+                        put(_Audio(tail, 0.0))
                     put(_END)
             except BaseException as exc:  # reported to the client, never swallowed
-                logger.exception("synthesis failed")
+                logger.exception("[%s] synthesis failed", rid)
                 put(_Failure(exc))
             finally:
-                loop.call_soon_threadsafe(release)
+                worker.in_model_since = None
+                loop.call_soon_threadsafe(worker_done)
 
-        threading.Thread(target=work, name="tts-stream", daemon=True).start()
+        threading.Thread(target=work, name=f"tts-stream-{rid[:8]}", daemon=True).start()
 
-        first = await self._next(queue, request)
-        if first is _DISCONNECTED:
+        def abandon() -> None:
+            """The model yielded nothing for stall_timeout_s: cut the stream, free
+            the slot, and report unhealthy until the worker returns."""
+            worker.stalled = True
+            self._stalled_workers += 1
             cancel.set()
-            return Response(status_code=499)
-        if isinstance(first, _Failure):
-            return error_response(
-                500, {"error": f"synthesis failed: {first.error}", "field": None}
+            release()
+            logger.error(
+                "[%s] synthesis yielded nothing for %g s: stream cut, replica unhealthy until it returns",
+                rid, self.settings.stall_timeout_s,
             )
 
-        async def body() -> Any:
-            item = first
-            try:
-                while item is not _END:
-                    if isinstance(item, _Failure):
-                        raise StreamAborted(f"synthesis failed mid-stream: {item.error}")
-                    if item is _DISCONNECTED:
-                        return  # the worker sees `cancel` and stops
-                    yield item
-                    item = await self._next(queue, request)
-            finally:
-                cancel.set()
+        first = await self._next(queue, request, worker)
+        if first is _DISCONNECTED:
+            cancel.set()
+            return Response(status_code=499, headers={replies.REQUEST_ID_HEADER: rid})
+        if first is _STALLED:
+            abandon()
+            return replies.internal_error("synthesis stalled before its first audio", rid)
+        if isinstance(first, _Failure):
+            return replies.internal_error("synthesis failed before its first audio", rid)
 
-        return StreamingResponse(
+        async def body() -> AsyncIterator[bytes]:
+            item = first
+            while item is not _END:
+                if isinstance(item, _Failure):
+                    raise StreamAborted(f"[{rid}] synthesis failed mid-stream")
+                if item is _STALLED:
+                    abandon()
+                    raise StreamAborted(f"[{rid}] synthesis stalled mid-stream")
+                if item is _DISCONNECTED:
+                    return  # the worker sees `cancel` and stops
+                assert isinstance(item, _Audio)
+                yield item.data
+                backlog.take(item.seconds)  # the connection took it
+                item = await self._next(queue, request, worker)
+
+        def close() -> None:
+            cancel.set()
+            backlog.take(0.0)  # wake a worker waiting for room
+
+        return _AudioResponse(
             body(),
+            read_timeout_s=self.settings.read_timeout_s,
+            on_close=close,
             media_type=content_type(req.format, req.output_rate),
             headers={
                 **synthesis.headers,
                 "X-Sample-Rate": str(req.output_rate),
                 "X-Audio-Format": req.format.value,
                 "Cache-Control": "no-store",
+                replies.REQUEST_ID_HEADER: rid,
             },
         )
 
-    @staticmethod
-    async def _next(queue: "asyncio.Queue[_Item]", request: Request) -> _Item:
+    async def _next(self, queue: asyncio.Queue[_Item], request: Request, worker: _Worker) -> _Item:
         while True:
             try:
-                return await asyncio.wait_for(queue.get(), timeout=DISCONNECT_POLL_S)
+                return await asyncio.wait_for(queue.get(), timeout=POLL_S)
             except asyncio.TimeoutError:
                 if await request.is_disconnected():
                     return _DISCONNECTED
+                since = worker.in_model_since
+                if since is not None and time.monotonic() - since > self.settings.stall_timeout_s:
+                    return _STALLED
+
+
+def _validate(
+    body: bytes, request_model: type[StreamRequest], prepare: Callable[[Any], Synthesis]
+) -> tuple[StreamRequest, Synthesis]:
+    req = parse_request(body, request_model)
+    return req, prepare(req)

@@ -47,8 +47,9 @@ from transformers import (
     TypicalLogitsWarper,
 )
 from transformers.generation.streamers import BaseStreamer
-from tts_common.batch import clip_response, json_error, resample, wav_base64
-from tts_common.slots import Busy, SlotGate
+from tts_common import replies
+from tts_common.batch import clip_response, resample, wav_base64
+from tts_common.slots import Busy, ClientGone, SlotGate
 from tts_common.weights import checkpoint_dir
 from tts_common.contract import AudioFormat, FieldError, RequestError, SampleRate, parse_request
 
@@ -135,7 +136,7 @@ def parse_parler_request(body: bytes, batch_model: type[BatchRequest]) -> Union[
     """A body with an `items` key is a batch; anything else is one item."""
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         payload = None  # parse_request answers the 400
     model = batch_model if isinstance(payload, dict) and "items" in payload else SingleRequest
     return parse_request(body, model)
@@ -398,11 +399,12 @@ class Model:
     async def predict(self, request: Request) -> Response:
         generator = self._generator
         assert generator is not None
+        rid = replies.request_id(request)
         try:
             req = parse_parler_request(await request.body(), self._batch_model)
         except RequestError as exc:
-            logger.info("rejected request (%s): %s", exc.status, exc)
-            return json_error(exc.status, exc.body())
+            logger.info("[%s] rejected request (%s): %s", rid, exc.status, exc)
+            return replies.request_error(exc, rid)
         items = req.items if isinstance(req, BatchRequest) else [req]
         jobs = [
             Job(item.text, item.description, item.seed if item.seed is not None else secrets.randbits(63))
@@ -410,19 +412,23 @@ class Model:
         ]
         rate = req.sample_rate or generator.sampling_rate
         try:
-            async with self._gate.slot():
+            async with self._gate.slot(gone=request.is_disconnected):
                 clips = await asyncio.to_thread(generator.generate, jobs)
         except Busy as exc:
-            return exc.response()
-        except Exception as exc:  # reported, never a partial answer
-            logger.exception("generation failed")
-            return JSONResponse(status_code=500, content={"error": f"synthesis failed: {exc}", "field": None})
+            return replies.busy(str(exc), rid)
+        except ClientGone:
+            logger.info("[%s] client left while waiting for a slot; never started", rid)
+            return Response(status_code=499, headers={replies.REQUEST_ID_HEADER: rid})
+        except Exception:  # reported, never a partial answer
+            logger.exception("[%s] generation failed", rid)
+            return replies.internal_error("synthesis failed", rid)
 
         audio = [resample(clip.audio, generator.sampling_rate, rate) for clip in clips]
         if isinstance(req, SingleRequest) and req.format != "json":
             return clip_response(
                 audio[0], rate, AudioFormat(req.format),
                 headers={"X-Seed": str(jobs[0].seed), "X-Codes-Sha256": clips[0].codes_sha256,
+                         replies.REQUEST_ID_HEADER: rid,
                          "X-Duration-S": f"{len(audio[0]) / rate:.6f}"},
             )
         results = [
@@ -435,4 +441,7 @@ class Model:
             }
             for samples, job, clip in zip(audio, jobs, clips)
         ]
-        return JSONResponse(results[0] if isinstance(req, SingleRequest) else {"items": results})
+        return JSONResponse(
+            results[0] if isinstance(req, SingleRequest) else {"items": results},
+            headers={replies.REQUEST_ID_HEADER: rid},
+        )

@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tts_common.audio import trim_silence
 from tts_common.contract import StreamRequest, field_error
-from tts_common.cpu_lanes import CpuLanes, default_lanes
+from tts_common.cpu_lanes import CpuLanes, Turn, default_lanes
+from tts_common.settings import ServingSettings
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
 
@@ -57,7 +58,7 @@ class Model:
     def __init__(self, **kwargs):
         metadata = kwargs["config"].get("model_metadata", {})
         self._voice_name: str = metadata.get("voice", "en_US-joe-medium")
-        self._streamer = AudioStreamer.from_environment()
+        self._streamer = AudioStreamer(ServingSettings.from_env())
         self._voice: Optional[PiperVoice] = None
 
     def load(self) -> None:
@@ -92,17 +93,20 @@ class Model:
         return (config.noise_scale, config.length_scale / speed, config.noise_w_scale)
 
     def _sentence_audio(
-        self, ids: list[int], scales, first_chunk: int, deadline: Callable[[], float]
+        self, ids: list[int], scales, first_chunk: int, deadline: Callable[[int], float]
     ) -> Iterator[tuple[np.ndarray, bool]]:
         """One sentence's audio as (chunk, is_last), its ONNX runs on a CPU lane
         (every free lane when the stream is alone). piper clips the same way;
         its per-sentence peak normalisation is left out so every sentence has
-        the same level."""
+        the same level. `deadline(pending)` is when the listener runs out of
+        audio once `pending` more samples are out."""
         vits, lanes, most = self._vits, self._lanes, self._vits.max_threads
         with contextlib.ExitStack() as stack:
-            turn = stack.enter_context(lanes.turn(deadline(), most))
+            turn: Optional[Turn] = stack.enter_context(lanes.turn(deadline(0), most))
             if not vits.streams:
-                yield np.clip(vits.synthesize(ids, scales, turn.lanes), -1.0, 1.0), True
+                audio = np.clip(vits.synthesize(ids, scales, turn.lanes), -1.0, 1.0)
+                stack.close()
+                yield audio, True
                 return
             latents = vits.latents(ids, scales, turn.lanes)
             plan = frame_chunks(
@@ -110,18 +114,21 @@ class Model:
                 smallest_last=SMALLEST_LAST_CHUNK_FRAMES,
             )
             for index, (start, end) in enumerate(plan):
-                if index:
-                    # Keep a lane while the listener has little audio in hand (a
-                    # new stream: its first chunks back to back), but not more
-                    # than one if others wait; otherwise queue again, so more
-                    # urgent streams go first.
-                    if deadline() - time.monotonic() > URGENT_BELOW_S:
-                        stack.close()
-                        turn = stack.enter_context(lanes.turn(deadline(), most))
-                    else:
-                        turn.share()
-                audio = vits.decode(latents, start, end, turn.lanes)
-                yield np.clip(audio, -1.0, 1.0), index == len(plan) - 1
+                if turn is None:
+                    turn = stack.enter_context(lanes.turn(deadline(0), most))
+                audio = np.clip(vits.decode(latents, start, end, turn.lanes), -1.0, 1.0)
+                last = index == len(plan) - 1
+                # Keep a lane for the next chunk while the listener has little
+                # audio in hand (a new stream: its first chunks back to back), but
+                # not more than one if others wait. Otherwise hand it back before
+                # the chunk goes out (a slow reader's backpressure waits at this
+                # yield) and queue again, so more urgent streams go first.
+                if last or deadline(len(audio)) - time.monotonic() > URGENT_BELOW_S:
+                    stack.close()
+                    turn = None
+                else:
+                    turn.share()
+                yield audio, last
 
     def _prepare(self, req: PiperRequest) -> Synthesis:
         if req.voice not in (None, self._voice_name):
@@ -137,7 +144,7 @@ class Model:
             produced = [0]  # samples yielded so far
             # When this stream's listener would run out of audio: the CPU lanes
             # serve the most urgent stream first.
-            deadline = lambda: started + produced[0] / rate  # noqa: E731
+            deadline = lambda pending: started + (produced[0] + pending) / rate  # noqa: E731
             first_chunk = FIRST_CHUNK_FRAMES
             previous_continues = False
             for segment in segments:
@@ -163,6 +170,9 @@ class Model:
                 previous_continues = segment.continues
 
         return Synthesis(model_rate=rate, chunks=chunks)
+
+    def is_healthy(self) -> bool:
+        return self._streamer.healthy()
 
     async def predict(self, request: Request) -> Response:
         return await self._streamer.respond(request, PiperRequest, self._prepare)

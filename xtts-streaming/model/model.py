@@ -16,15 +16,15 @@ from typing import Iterator, Optional
 import numpy as np
 import soundfile
 import torch
-import torchaudio.functional
 from pydantic import AliasChoices, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
 from tts_common.contract import StreamRequest, field_error
-from tts_common.reference_audio import decode_reference_wav
+from tts_common.reference_audio import decode_reference_wav, to_mono
 from tts_common.speaker_cache import SpeakerCache, content_key
+from tts_common.settings import ServingSettings
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
 from tts_common.weights import checkpoint_dir
@@ -37,6 +37,8 @@ except ImportError:  # imported with model/ itself on sys.path
 logger = logging.getLogger(__name__)
 
 Latents = tuple[torch.Tensor, torch.Tensor]  # (gpt_cond_latent, speaker_embedding)
+# The rate Xtts.get_conditioning_latents loads reference audio at.
+XTTS_REFERENCE_RATE = 22050
 
 
 class XttsRequest(StreamRequest):
@@ -67,7 +69,7 @@ class Model:
         self._data_dir = Path(kwargs.get("data_dir") or "data")
         self._lazy_data = kwargs.get("lazy_data_resolver")
         self._default_voice_name: str = metadata.get("default_voice", "")
-        self._streamer = AudioStreamer.from_environment()
+        self._streamer = AudioStreamer(ServingSettings.from_env())
         self._cloned: SpeakerCache[Latents] = SpeakerCache(int(metadata.get("max_cloned_voices", 64)))
         self.model: Optional[Xtts] = None
         self.voices: dict[str, Latents] = {}
@@ -108,7 +110,7 @@ class Model:
                 )
             for wav in sorted((self._data_dir / "speakers").glob("*.wav")):
                 samples, rate = soundfile.read(wav, dtype="float32", always_2d=True)
-                self.voices[wav.stem] = self._latents(samples.mean(axis=1), rate)
+                self.voices[wav.stem] = self._latents(to_mono(samples, rate, XTTS_REFERENCE_RATE))
         if not self.voices:
             raise RuntimeError("no voices: the checkpoint has no speakers_xtts.pth and data/speakers is empty")
         self.default_voice = (
@@ -121,14 +123,14 @@ class Model:
         for _ in self._generate("Warm up.", "en", self.voices[self.default_voice], XttsRequest(text="-")):
             pass
 
-    def _latents(self, mono: np.ndarray, rate: int) -> Latents:
-        """Conditioning from a reference clip, as Xtts.get_conditioning_latents computes it."""
+    def _latents(self, mono: np.ndarray) -> Latents:
+        """Conditioning from a mono reference clip at XTTS_REFERENCE_RATE, as
+        Xtts.get_conditioning_latents computes it (the clip was resampled with
+        soxr, linear-time at any input rate)."""
         model = self.model
         assert model is not None
-        load_sr = 22050
+        load_sr = XTTS_REFERENCE_RATE
         audio = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
-        if rate != load_sr:
-            audio = torchaudio.functional.resample(audio, rate, load_sr)
         audio = audio[:, : load_sr * model.config.max_ref_len].to(self.device)
         with torch.inference_mode():
             embedding = model.get_speaker_embedding(audio, load_sr)
@@ -175,15 +177,18 @@ class Model:
             raise field_error("speaker_wav", "give either voice or speaker_wav, not both")
         if req.voice is not None and req.voice not in self.voices:
             raise field_error("voice", f"unknown voice {req.voice!r}; available: {', '.join(sorted(self.voices))}")
-        clip = decode_reference_wav(req.speaker_wav) if req.speaker_wav is not None else None
+        clip = (
+            decode_reference_wav(req.speaker_wav, XTTS_REFERENCE_RATE) if req.speaker_wav is not None else None
+        )
         char_limit = model.tokenizer.char_limits.get(req.language.split("-")[0], 250)
         segments = plan_segments(req.text, max_chars=char_limit, early_phrase=False)
         headers: dict[str, str] = {"X-Voice": req.voice or ("cloned" if clip else self.default_voice)}
 
         def chunks(cancel: threading.Event) -> Iterator[np.ndarray]:
             if clip is not None:
-                raw, mono, rate = clip
-                voice, cached = self._cloned.get_or_compute(content_key(raw), lambda: self._latents(mono, rate))
+                voice, cached = self._cloned.get_or_compute(
+                    content_key(clip.raw), lambda: self._latents(clip.samples)
+                )
                 headers["X-Voice-Cache"] = "hit" if cached else "miss"
             else:
                 voice = self.voices[req.voice or self.default_voice]
@@ -196,6 +201,9 @@ class Model:
                     yield chunk
 
         return Synthesis(model_rate=model.config.model_args.output_sample_rate, chunks=chunks, headers=headers)
+
+    def is_healthy(self) -> bool:
+        return self._streamer.healthy()
 
     async def predict(self, request: Request) -> Response:
         return await self._streamer.respond(request, XttsRequest, self._prepare)

@@ -11,6 +11,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from tts_common.contract import StreamRequest
+from tts_common.settings import ServingSettings
 from tts_common.streaming import AudioStreamer, Synthesis
 
 RATE = 16000
@@ -20,7 +21,12 @@ class FaultRequest(StreamRequest):
     chunks: int = Field(default=5, ge=1, le=10000)
     chunk_ms: int = Field(default=100, ge=1, le=1000)
     fail_after: Optional[int] = Field(default=None, ge=0)
-    native: bool = False  # stream through truss's own generator handling instead
+    # Before chunk `hang_after`, block for `hang_s` seconds ignoring cancellation:
+    # a wedged model, for the watchdog.
+    hang_after: Optional[int] = Field(default=None, ge=0)
+    hang_s: float = Field(default=0.0, ge=0.0, le=60.0)
+    fast: bool = False  # produce chunks without waiting their duration
+    tag: str = ""  # names this request in the event log
 
 
 def _tone(index: int, chunk_ms: int) -> np.ndarray:
@@ -32,7 +38,7 @@ def _tone(index: int, chunk_ms: int) -> np.ndarray:
 class Model:
     def __init__(self, **kwargs):
         self._secrets = kwargs.get("secrets")
-        self._streamer = AudioStreamer.from_environment()
+        self._streamer = AudioStreamer(ServingSettings.from_env())
         self._events = os.environ.get("FAULT_EVENTS_PATH")
 
     def _log(self, **event) -> None:
@@ -42,17 +48,26 @@ class Model:
 
     def _chunks(self, req: FaultRequest, cancel: threading.Event) -> Iterator[np.ndarray]:
         produced = 0
+        self._log(event="started", tag=req.tag, of=req.chunks)
         try:
             for i in range(req.chunks):
                 if cancel.is_set():
                     return
                 if req.fail_after is not None and i == req.fail_after:
                     raise RuntimeError(f"injected failure at chunk {i}")
-                time.sleep(req.chunk_ms / 1000)
+                if req.hang_after is not None and i == req.hang_after:
+                    time.sleep(req.hang_s)
+                if not req.fast:
+                    time.sleep(req.chunk_ms / 1000)
                 yield _tone(i, req.chunk_ms)
                 produced += 1
         finally:
-            self._log(event="stopped", produced=produced, of=req.chunks, cancelled=cancel.is_set())
+            self._log(
+                event="stopped", tag=req.tag, produced=produced, of=req.chunks, cancelled=cancel.is_set()
+            )
+
+    def is_healthy(self) -> bool:
+        return self._streamer.healthy()
 
     async def predict(self, request: Request) -> Response:
         if request.url.query == "env":
@@ -61,9 +76,8 @@ class Model:
                 "greeting": os.environ.get("FAULT_MODEL_GREETING"),
                 "secret": self._secrets["fault_token"] if self._secrets else None,
             })
-        body = json.loads(await request.body() or b"{}")
-        if body.get("native"):
-            req = FaultRequest.model_validate(body)
+        if request.url.query == "native":  # through truss's own generator handling instead
+            req = FaultRequest.model_validate_json(await request.body())
             never = threading.Event()
             return (
                 (np.clip(c, -1, 1) * 32767).astype("<i2").tobytes()

@@ -1,0 +1,60 @@
+"""HTTP error replies and request ids, the same for every Truss.
+
+Every answer carries a request id (`X-Request-Id`, and `request_id` in error
+JSON): the platform's own id when it sends one, else the caller's, else a new
+one. Server logs name the same id, so a 500's traceback is found from what the
+client saw, while the client sees no internals.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Optional
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from .contract import RequestError
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# Ids we echo back: short and plain, so a header cannot smuggle anything into logs.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(request: Request) -> str:
+    for header in ("x-baseten-request-id", "x-request-id"):
+        value = request.headers.get(header, "")
+        if _SAFE_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+def json_error(
+    status: int,
+    error: str,
+    rid: str,
+    field: Optional[str] = None,
+    errors: Optional[list[dict[str, str]]] = None,
+    headers: Optional[dict[str, str]] = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": error, "field": field, "request_id": rid}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(
+        status_code=status, content=body, headers={**(headers or {}), REQUEST_ID_HEADER: rid}
+    )
+
+
+def request_error(exc: RequestError, rid: str) -> JSONResponse:
+    """A 4xx naming the field(s) at fault."""
+    return json_error(exc.status, str(exc), rid, exc.errors[0]["field"], exc.errors)
+
+
+def busy(message: str, rid: str) -> JSONResponse:
+    return json_error(503, message, rid, headers={"Retry-After": "1"})
+
+
+def internal_error(what: str, rid: str) -> JSONResponse:
+    """A 500 in words that leak nothing; the log holds the traceback under `rid`."""
+    return json_error(500, f"{what}; the server log has details under request id {rid}", rid)
