@@ -256,11 +256,15 @@ def test_oversized_batch_is_refused_by_count(parler):
     assert answer["errors"][0]["message"] == f"at most {MAX_ITEMS} items per request, got {MAX_ITEMS + 1}"
 
 
-@pytest.mark.parametrize("raw", [b"{oops", b"[1, 2]", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "raw", [b"{oops", b"[1, 2]", b"\xff\xfe", b'{"items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+    ids=["not-json", "array", "not-utf8", "deeply-nested"],
+)
 def test_non_json_bodies_get_400(parler, raw):
     r = requests.post(parler.predict_url, data=raw, headers={"Content-Type": "application/json"}, timeout=60)
     assert r.status_code == 400
     assert r.json()["field"] == "body"
+    assert r.json()["request_id"] == r.headers["x-request-id"]
 
 
 def test_server_stays_healthy_after_bad_input(parler):

@@ -166,6 +166,12 @@ def _body_error(err: Any) -> str:
     return f"invalid JSON: {message}"
 
 
+def check_body_size(body: bytes, limit: int) -> None:
+    """A 413 for a body over `limit` bytes, before it is parsed."""
+    if len(body) > limit:
+        raise RequestError(413, [{"field": "body", "message": f"is {len(body)} bytes; at most {limit}"}])
+
+
 def parse_request(body: bytes, model: type[RequestT]) -> RequestT:
     """Parse a raw HTTP body into `model`, or raise RequestError (400 or 422).
 

@@ -37,7 +37,7 @@ from starlette.types import Message, Send
 
 from . import replies
 from .audio import StreamEncoder
-from .contract import AudioFormat, RequestError, StreamRequest, content_type, parse_request
+from .contract import AudioFormat, RequestError, StreamRequest, check_body_size, content_type, parse_request
 from .settings import ServingSettings
 from .slots import Busy, ClientGone, SlotGate
 
@@ -164,11 +164,7 @@ class AudioStreamer:
         rid = replies.request_id(request)
         try:
             body = await request.body()
-            if len(body) > self.settings.max_body_bytes:
-                raise RequestError(
-                    413,
-                    [{"field": "body", "message": f"is {len(body)} bytes; at most {self.settings.max_body_bytes}"}],
-                )
+            check_body_size(body, self.settings.max_body_bytes)
             # Off the event loop: a reference clip's decoding takes real time.
             req, synthesis = await asyncio.to_thread(_validate, body, request_model, prepare)
         except RequestError as exc:

@@ -51,7 +51,15 @@ from tts_common import replies
 from tts_common.batch import clip_response, resample, wav_base64
 from tts_common.slots import Busy, ClientGone, SlotGate
 from tts_common.weights import checkpoint_dir
-from tts_common.contract import AudioFormat, FieldError, RequestError, SampleRate, parse_request
+from tts_common.contract import (
+    AudioFormat,
+    FieldError,
+    RequestError,
+    SampleRate,
+    check_body_size,
+    parse_request,
+)
+from tts_common.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 # parler logs every sub-config in full on each load (and a flash-attention notice
@@ -386,6 +394,7 @@ class Model:
         self._batch_model = _BatchRequest
         # One generate() at a time: a batch already fills the accelerator.
         self._gate = SlotGate(1, float(metadata.get("queue_timeout_s", 60)))
+        self._max_body_bytes = ServingSettings.from_env().max_body_bytes
         self._generator: Optional[ParlerGenerator] = None
 
     def _checkpoint_dir(self) -> Path:
@@ -401,7 +410,9 @@ class Model:
         assert generator is not None
         rid = replies.request_id(request)
         try:
-            req = parse_parler_request(await request.body(), self._batch_model)
+            body = await request.body()
+            check_body_size(body, self._max_body_bytes)
+            req = parse_parler_request(body, self._batch_model)
         except RequestError as exc:
             logger.info("[%s] rejected request (%s): %s", rid, exc.status, exc)
             return replies.request_error(exc, rid)
