@@ -77,7 +77,8 @@ def _names(lines: list[str]) -> set[str]:
 
 def _option_lines(lines: list[str]) -> list[str]:
     """A requirements file's pip options (e.g. truss's `-i`): the probe needs the same ones."""
-    return [line for line in lines if line.startswith("-") and line.split()[0] not in ("-r", "-c", "-e")]
+    nested = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
+    return [line for line in lines if line.startswith("-") and line.split()[0].split("=")[0] not in nested]
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class TorchPlan:
     source: str  # where torch comes from, in words (logged, and recorded in the environment)
 
     @property
-    def prefetch(self) -> list[str]:
+    def prefetch_args(self) -> list[str]:
         """pip arguments that install the CPU builds alone, first; empty when not needed."""
         if not (self.pins and self.index_url):
             return []
@@ -135,11 +136,11 @@ def plan(python: Path, env: dict[str, str], requirement_files: list[Path]) -> To
 
 def prefetch(python: Path, env: dict[str, str], torch_plan: TorchPlan) -> None:
     """Install the CPU builds from the CPU index, or say plainly how to get them."""
-    if not torch_plan.prefetch:
+    if not torch_plan.prefetch_args:
         return
     pins = torch_plan.pins
     logger.info("installing %s from %s (%s)", " ".join(pins), torch_plan.index_url, INDEX_URL_ENV)
-    if subprocess.run([str(python), *PIP, *torch_plan.prefetch], env=env).returncode == 0:
+    if subprocess.run([str(python), *PIP, *torch_plan.prefetch_args], env=env).returncode == 0:
         return
     wanted = " ".join(f"'{pin}'" for pin in pins)
     raise CpuTorchUnavailable(

@@ -86,7 +86,7 @@ def plan_for(build: Path, env: dict) -> cpu_torch.TorchPlan:
 def test_fresh_machine_fetches_torch_alone_from_the_cpu_index(tmp_path, isolated_pip):
     # pip's default index, as a new user's pip has it: no +cpu build there.
     plan = plan_for(build_dir(tmp_path, f"torch=={PUBLIC_VERSION}\n"), isolated_pip)
-    assert plan.prefetch == ["install", "--no-deps", "-q", "--index-url",
+    assert plan.prefetch_args == ["install", "--no-deps", "-q", "--index-url",
                              cpu_torch.DEFAULT_INDEX_URL, PIN]
     assert plan.constraints == ["-c", str(cpu_torch.CPU_CONSTRAINTS)]
     assert plan.source == cpu_torch.DEFAULT_INDEX_URL
@@ -95,14 +95,14 @@ def test_fresh_machine_fetches_torch_alone_from_the_cpu_index(tmp_path, isolated
 def test_cpu_index_url_comes_from_the_environment(tmp_path, isolated_pip, empty_index, monkeypatch):
     monkeypatch.setenv(cpu_torch.INDEX_URL_ENV, "https://mirror.example/whl/cpu")
     plan = plan_for(build_dir(tmp_path, f"-i {empty_index}\ntorch=={PUBLIC_VERSION}\n"), isolated_pip)
-    assert plan.prefetch[-3:] == ["--index-url", "https://mirror.example/whl/cpu", PIN]
+    assert plan.prefetch_args[-3:] == ["--index-url", "https://mirror.example/whl/cpu", PIN]
 
 
 def test_wheel_at_hand_adds_no_index(tmp_path, isolated_pip, empty_index):
     wheels = write_wheel(tmp_path / "wheels").parent
     env = {**isolated_pip, "PIP_FIND_LINKS": str(wheels)}
     plan = plan_for(build_dir(tmp_path, f"-i {empty_index}\ntorch=={PUBLIC_VERSION}\n"), env)
-    assert plan.prefetch == []
+    assert plan.prefetch_args == []
     assert plan.source == "pip's configured indexes"
     assert plan.constraints == ["-c", str(cpu_torch.CPU_CONSTRAINTS)]
 
@@ -113,14 +113,14 @@ def test_probe_sees_the_index_the_requirements_choose(tmp_path, isolated_pip, em
     has_it = write_index(tmp_path / "configured", write_wheel(tmp_path / "wheels"))
     env = {**isolated_pip, "PIP_INDEX_URL": has_it}
     requirements = f"torch=={PUBLIC_VERSION}\n"
-    assert plan_for(build_dir(tmp_path, requirements), env).prefetch == []
+    assert plan_for(build_dir(tmp_path, requirements), env).prefetch_args == []
     (tmp_path / "build" / "requirements.txt").write_text(f"-i {empty_index}\n{requirements}")
-    assert plan_for(tmp_path / "build", env).prefetch[-1] == PIN
+    assert plan_for(tmp_path / "build", env).prefetch_args[-1] == PIN
 
 
 def test_truss_without_torch_asks_for_nothing(tmp_path, isolated_pip):
     plan = plan_for(build_dir(tmp_path, "numpy>=1.26,<2\n"), isolated_pip)
-    assert (plan.prefetch, plan.source) == ([], "not required")
+    assert (plan.prefetch_args, plan.source) == ([], "not required")
 
 
 def test_pypi_build_drops_the_pins_and_changes_the_cache_key(tmp_path, isolated_pip, monkeypatch):
@@ -128,7 +128,7 @@ def test_pypi_build_drops_the_pins_and_changes_the_cache_key(tmp_path, isolated_
     cpu_key = environment._key(build)
     monkeypatch.setenv(cpu_torch.INDEX_URL_ENV, cpu_torch.USE_PYPI)
     plan = plan_for(build, isolated_pip)
-    assert (plan.constraints, plan.prefetch) == ([], [])
+    assert (plan.constraints, plan.prefetch_args) == ([], [])
     assert environment._key(build) != cpu_key
 
 
