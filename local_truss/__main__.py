@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .cpu_torch import CpuTorchUnavailable
 from .server import LocalTrussServer, truss_python
 
 
@@ -26,6 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.truss_dir / "config.yaml").is_file():
         parser.error(f"{args.truss_dir} has no config.yaml: not a Truss directory")
 
+    try:
+        return _run(args)
+    except CpuTorchUnavailable as e:  # says what to do: no traceback
+        logging.error("%s", e)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "prepare":
         print(truss_python(args.truss_dir))
         return 0

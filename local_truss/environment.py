@@ -14,13 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from .paths import REPO_ROOT, cache_dir
+from . import cpu_torch
+from .paths import cache_dir
 
 logger = logging.getLogger(__name__)
-
-# The one local difference from the image Baseten builds: on a machine without a
-# GPU, torch and its companions come as CPU builds (see the README).
-CPU_CONSTRAINTS = REPO_ROOT / "local_truss" / "cpu-constraints.txt"
 
 
 def _requirement_files(build_dir: Path) -> list[Path]:
@@ -35,10 +32,13 @@ def _build_commands(build_dir: Path) -> list[str]:
 def _key(build_dir: Path) -> str:
     digest = hashlib.sha256(sys.version.encode())
     digest.update("\n".join(_build_commands(build_dir)).encode())
+    # The one local difference from the image Baseten builds: CPU builds of torch
+    # (cpu_torch.py), unless PyPI's default build was asked for.
+    cpu_constraints = [cpu_torch.CPU_CONSTRAINTS] if cpu_torch.uses_cpu_builds() else []
     for path in [
         *_requirement_files(build_dir),
         build_dir / "constraints.txt",
-        CPU_CONSTRAINTS,
+        *cpu_constraints,
     ]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.exists() else b"")
@@ -56,10 +56,10 @@ def ensure_environment(name: str, build_dir: Path) -> Path:
         shutil.rmtree(env_dir)  # a half-built environment from an interrupted run
     logger.info("building environment %s (first start only)", env_dir.name)
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
-    constraints = ["-c", str(build_dir / "constraints.txt")]
-    if CPU_CONSTRAINTS.exists():
-        constraints += ["-c", str(CPU_CONSTRAINTS)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    torch_plan = cpu_torch.plan(python, env, _requirement_files(build_dir))
+    cpu_torch.prefetch(python, env, torch_plan)
+    constraints = ["-c", str(build_dir / "constraints.txt"), *torch_plan.constraints]
     for requirements in _requirement_files(build_dir):
         subprocess.run(
             [str(python), "-m", "pip", "install", "--disable-pip-version-check",
@@ -73,5 +73,7 @@ def ensure_environment(name: str, build_dir: Path) -> Path:
     for command in _build_commands(build_dir):
         logger.info("build command: %s", command)
         subprocess.run(["bash", "-c", command], check=True, env=env, cwd=build_dir)
-    marker.write_text("ok\n")
+    # Where torch came from does not change what is installed (the pins are exact
+    # versions), so it is recorded here rather than keyed.
+    marker.write_text(f"ok\ntorch: {torch_plan.source}\n")
     return python

@@ -7,7 +7,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TTS_STACK_CACHE") or Path.home() / ".cache" / "tts-stack"
+    user_cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    root = os.environ.get("TTS_STACK_CACHE") or Path(user_cache) / "tts-stack"
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
