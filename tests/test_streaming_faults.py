@@ -33,16 +33,16 @@ def test_baseline_truss_generator_hides_a_mid_stream_failure(faults):
     assert len(body) == 2 * 1600 * 2  # two 100 ms chunks at 16 kHz, then a clean end
 
 
-def test_mid_stream_failure_aborts_the_body(faults):
-    with requests.post(
-        faults.predict_url,
-        json={"text": "x", "chunks": 6, "fail_after": 2},
-        stream=True,
-        timeout=60,
-    ) as r:
+def assert_cut_mid_stream(server, body) -> None:
+    """A 200 whose chunked body breaks off: an incomplete read, never a clean end."""
+    with requests.post(server.predict_url, json=body, stream=True, timeout=60) as r:
         assert r.status_code == 200
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             b"".join(r.iter_content(chunk_size=None))
+
+
+def test_mid_stream_failure_aborts_the_body(faults):
+    assert_cut_mid_stream(faults, {"text": "x", "chunks": 6, "fail_after": 2})
 
 
 def test_failure_before_audio_is_a_500_with_json(faults):
