@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+
 from livekit.agents import APIConnectOptions
 from livekit.plugins import custom_tts
 
@@ -160,8 +161,7 @@ def main() -> int:
         json.dumps(
             {
                 "command": "bench/plugin_overhead.py " + " ".join(sys.argv[1:]),
-                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                f"Python {platform.python_version()}",
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
                 "text": TEXT,
                 "seconds": stats,
                 "ratio_plugin_over_direct": ratio,

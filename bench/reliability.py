@@ -78,7 +78,8 @@ def unread(server: LocalTrussServer, body: dict) -> socket.socket:
     data = json.dumps(body).encode()
     sock.sendall(
         f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n".encode() + data
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
     )
     return sock
 
@@ -109,10 +110,15 @@ def unread_piper_streams(hold_s: float) -> dict:
         started = time.monotonic()
         body = b'{"text": "' + b"a" * (64 * 2**20) + b'"}'
         r = requests.post(server.predict_url, data=body, timeout=120)
-        big = {"status": r.status_code, "seconds": time.monotonic() - started,
-               "then_streams": still_streams(server, {"text": "Still streaming."})}
-    return {"unread_streams": {"streams": 8, "hold_s": hold_s, "rss_growth_mb": growth, "then_streams": ok},
-            "body_64mb": big}
+        big = {
+            "status": r.status_code,
+            "seconds": time.monotonic() - started,
+            "then_streams": still_streams(server, {"text": "Still streaming."}),
+        }
+    return {
+        "unread_streams": {"streams": 8, "hold_s": hold_s, "rss_growth_mb": growth, "then_streams": ok},
+        "body_64mb": big,
+    }
 
 
 def odd_rate_clips() -> list[dict]:
@@ -132,14 +138,22 @@ def odd_rate_clips() -> list[dict]:
                 timeout=600,
             )
             seconds = time.monotonic() - started
-            results.append({"rate": rate, "status": r.status_code, "seconds": seconds,
-                            "rss_growth_mb": peak.growth_mb(),
-                            "then_streams": still_streams(server, {"text": "Hello world.", "seed": 2})})
+            results.append(
+                {
+                    "rate": rate,
+                    "status": r.status_code,
+                    "seconds": seconds,
+                    "rss_growth_mb": peak.growth_mb(),
+                    "then_streams": still_streams(server, {"text": "Hello world.", "seed": 2}),
+                }
+            )
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hold-s", type=float, default=60)
     parser.add_argument("--skip-xtts", action="store_true")
     args = parser.parse_args()
@@ -151,12 +165,19 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))
     u, b = results["unread_streams"], results["body_64mb"]
     print("| case | result | then a normal request |\n|---|---|---|")
-    print(f"| piper, 8 unread 5000-char streams for {u['hold_s']:g} s | RSS +{u['rss_growth_mb']:.0f} MB "
-          f"| {'streams' if u['then_streams'] else 'FAILS'} |")
-    print(f"| piper, 64 MB body | {b['status']} in {b['seconds']:.2f} s | {'streams' if b['then_streams'] else 'FAILS'} |")
+    print(
+        f"| piper, 8 unread 5000-char streams for {u['hold_s']:g} s | RSS +{u['rss_growth_mb']:.0f} MB "
+        f"| {'streams' if u['then_streams'] else 'FAILS'} |"
+    )
+    print(
+        f"| piper, 64 MB body | {b['status']} in {b['seconds']:.2f} s "
+        f"| {'streams' if b['then_streams'] else 'FAILS'} |"
+    )
     for c in results.get("odd_rate_clips", []):
-        print(f"| xtts (tiny), 3 s clip at {c['rate']} Hz | {c['status']} in {c['seconds']:.2f} s, "
-              f"peak RSS +{c['rss_growth_mb']:.0f} MB | {'streams' if c['then_streams'] else 'FAILS'} |")
+        print(
+            f"| xtts (tiny), 3 s clip at {c['rate']} Hz | {c['status']} in {c['seconds']:.2f} s, "
+            f"peak RSS +{c['rss_growth_mb']:.0f} MB | {'streams' if c['then_streams'] else 'FAILS'} |"
+        )
 
 
 if __name__ == "__main__":

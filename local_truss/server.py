@@ -1,15 +1,12 @@
 """Start, wait for and stop a locally served Truss."""
 
-import json
 import logging
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 from .app_tree import AppTree, build_app_tree
 from .environment import ensure_environment
@@ -55,16 +52,16 @@ class LocalTrussServer:
         truss_dir: Path,
         port: int = 8080,
         host: str = "127.0.0.1",
-        extra_env: Optional[dict[str, str]] = None,
-        log_path: Optional[Path] = None,
+        extra_env: dict[str, str] | None = None,
+        log_path: Path | None = None,
     ):
         self.truss_dir = Path(truss_dir)
         self.port = port
         self.host = host
         self.extra_env = extra_env or {}
         self.log_path = log_path
-        self.process: Optional[subprocess.Popen] = None
-        self.tree: Optional[AppTree] = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.tree: AppTree | None = None
 
     @property
     def base_url(self) -> str:
@@ -97,7 +94,7 @@ class LocalTrussServer:
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.base_url}/v1/models/model", timeout=2) as r:
-                return r.status == 200
+                return bool(r.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 
@@ -128,5 +125,5 @@ class LocalTrussServer:
     def __enter__(self) -> "LocalTrussServer":
         return self.start().wait_ready()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

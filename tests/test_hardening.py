@@ -42,7 +42,8 @@ def open_unread(server, body: dict, rcvbuf: int = 4096) -> socket.socket:
     data = json.dumps(body).encode()
     sock.sendall(
         f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n".encode() + data
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
     )
     return sock
 
@@ -109,9 +110,7 @@ def test_unread_piper_streams_keep_memory_bounded(piper):
     text = ("This sentence is repeated to make a long request for the server. " * 80)[:5000]
     requests.post(piper.predict_url, json={"text": "Warm up."}, timeout=60)
     before = rss_bytes(piper)
-    socks = [
-        open_unread(piper, {"text": text, "speed": 0.5, "sample_rate": 48000}) for _ in range(8)
-    ]
+    socks = [open_unread(piper, {"text": text, "speed": 0.5, "sample_rate": 48000}) for _ in range(8)]
     try:
         peak = before
         for _ in range(15):
@@ -171,9 +170,7 @@ def test_a_stalled_stream_is_cut_and_readiness_fails_until_the_model_returns(fau
 
 
 def test_a_stall_before_the_first_audio_is_a_500(faults):
-    r = requests.post(
-        faults.predict_url, json={"text": "x", "hang_after": 0, "hang_s": 5}, timeout=30
-    )
+    r = requests.post(faults.predict_url, json={"text": "x", "hang_after": 0, "hang_s": 5}, timeout=30)
     assert r.status_code == 500
     assert "stalled" in r.json()["error"]
     wait_ready(faults, within_s=15)
@@ -230,9 +227,7 @@ def test_odd_rate_reference_clip_is_cheap(xtts, rate):
     clip = wav_b64(tone(3, rate), rate)
     before = rss_bytes(xtts)
     started = time.time()
-    r = requests.post(
-        xtts.predict_url, json={"text": TEXT, "speaker_wav": clip, "seed": 1}, timeout=120
-    )
+    r = requests.post(xtts.predict_url, json={"text": TEXT, "speaker_wav": clip, "seed": 1}, timeout=120)
     elapsed = time.time() - started
     assert r.status_code == 200, r.text[:200]
     assert np.sqrt(np.mean(pcm16(r.content) ** 2)) > 0

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import aiohttp
 import pytest
@@ -158,9 +158,9 @@ class Record:
     body: Any
     headers: dict[str, str]
     started: float
-    ended: Optional[float] = None
+    ended: float | None = None
     sent: bytearray = field(default_factory=bytearray)
-    disconnected_at: Optional[float] = None
+    disconnected_at: float | None = None
 
 
 class FaultServer:
@@ -175,7 +175,7 @@ class FaultServer:
 
     def __init__(self) -> None:
         self.records: list[Record] = []
-        self.upstream: Optional[str] = None
+        self.upstream: str | None = None
         self._flaky_count: dict[str, int] = {}
         self.app = web.Application()
         self.app.router.add_post("/status/{code}", self._status)
@@ -262,7 +262,7 @@ class FaultServer:
         rec = await self._record(request)
         try:
             return await self._relay(request, rec)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             # Say what went wrong upstream instead of aiohttp's bare 500 page.
             logger.exception("proxy: upstream failed")
             rec.ended = time.monotonic()
@@ -273,9 +273,7 @@ class FaultServer:
             async with session.post(self.upstream, json=rec.body) as up:
                 if up.status != 200:
                     rec.ended = time.monotonic()
-                    return web.Response(
-                        status=up.status, body=await up.read(), content_type=up.content_type
-                    )
+                    return web.Response(status=up.status, body=await up.read(), content_type=up.content_type)
                 resp = web.StreamResponse(
                     headers={
                         "Content-Type": up.headers["Content-Type"],

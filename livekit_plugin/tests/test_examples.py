@@ -11,6 +11,7 @@ import wave
 from pathlib import Path
 
 import pytest
+
 from livekit.agents import Agent, AgentServer, JobContext
 from livekit.plugins import custom_tts
 

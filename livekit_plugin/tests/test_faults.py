@@ -9,6 +9,7 @@ import time
 import pytest
 from conftest import free_port, pcm_for
 from helpers import FAST, collect, feed
+
 from livekit.agents import (
     APIConnectionError,
     APIConnectOptions,
@@ -106,9 +107,7 @@ async def test_non_audio_success_is_refused(fault_server, http_session):
 
 
 @pytest.mark.parametrize("code", [400, 401, 422])
-async def test_client_errors_carry_the_message_and_are_not_retried(
-    code, fault_server, http_session
-):
+async def test_client_errors_carry_the_message_and_are_not_retried(code, fault_server, http_session):
     tts = make_tts(f"{fault_server.url}/status/{code}", http_session)
     errors = errors_seen(tts)
     result = await collect(tts.synthesize(TEXT, conn_options=FAST))
@@ -183,9 +182,7 @@ async def test_slow_server_times_out_and_is_retried(fault_server, http_session):
     assert time.monotonic() - started < 1.5  # two 0.3 s waits, not two 2 s ones
 
 
-async def test_slow_first_byte_within_timeout_is_fine_and_total_is_not_capped(
-    fault_server, http_session
-):
+async def test_slow_first_byte_within_timeout_is_fine_and_total_is_not_capped(fault_server, http_session):
     # First byte after 0.4 s, then 0.3 s gaps: 1.6 s in all, with a 0.8 s timeout.
     url = f"{fault_server.url}/audio?first_byte_ms=400&gap_ms=300&chunks=5&chunk_bytes=4800"
     tts = make_tts(url, http_session)

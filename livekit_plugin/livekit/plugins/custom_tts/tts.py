@@ -13,11 +13,12 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import AsyncIterator
-from typing import Any, Union
+from collections.abc import AsyncGenerator
+from typing import Any, Never
 from urllib.parse import urlsplit
 
 import aiohttp
+
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectionError,
@@ -80,7 +81,7 @@ def _final(err: APIError) -> APIError:
     return new
 
 
-class TTS(tts.TTS):
+class TTS(tts.TTS[Never]):  # emits no events beyond the base class's
     def __init__(
         self,
         *,
@@ -183,9 +184,7 @@ class TTS(tts.TTS):
     ) -> ChunkedStream:
         return ChunkedStream(tts=self, input_text=text, conn_options=conn_options)
 
-    def stream(
-        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
-    ) -> SynthesizeStream:
+    def stream(self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> SynthesizeStream:
         stream = SynthesizeStream(tts=self, conn_options=conn_options)
         self._streams.add(stream)
         return stream
@@ -206,7 +205,7 @@ class TTS(tts.TTS):
 
     async def _fetch(
         self, text: str, opts: TTSOptions, conn_options: APIConnectOptions
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """One request: yields the PCM body as it arrives, raises APIError subclasses.
 
         An error after the first byte is never retryable: that audio is already out.
@@ -242,7 +241,7 @@ class TTS(tts.TTS):
                 )
         except APIError:
             raise
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             where = "waiting for the first audio" if received == 0 else f"after {received} bytes"
             raise APITimeoutError(
                 f"no data from the TTS server for {conn_options.timeout:g} s ({where})",
@@ -261,9 +260,7 @@ class TTS(tts.TTS):
                 message = f"TTS request to {self.provider} failed"
             raise APIConnectionError(message, retryable=received == 0) from e
         except Exception as e:  # e.g. a closed session: still an APIError to the pipeline
-            raise APIConnectionError(
-                f"TTS request failed ({type(e).__name__})", retryable=False
-            ) from e
+            raise APIConnectionError(f"TTS request failed ({type(e).__name__})", retryable=False) from e
 
 
 async def _status_error(resp: aiohttp.ClientResponse) -> APIStatusError:
@@ -342,7 +339,7 @@ class ChunkedStream(tts.ChunkedStream):
         # the final frame, where a flush first would add a 10 ms silent marker.
 
 
-_Chunk = Union[bytes, APIError, None]  # None: the sentence's audio is complete
+_Chunk = bytes | APIError | None  # None: the sentence's audio is complete
 
 
 class _Sentence:
