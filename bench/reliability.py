@@ -18,20 +18,20 @@ import argparse
 import base64
 import io
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
 import wave
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO)]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "tools")]
+
+from raw_http import open_unread  # noqa: E402
 
 from local_truss.paths import cache_dir  # noqa: E402
 from local_truss.server import LocalTrussServer  # noqa: E402
@@ -72,18 +72,6 @@ def still_streams(server: LocalTrussServer, body: dict) -> bool:
     return r.status_code == 200 and len(r.content) > 0
 
 
-def unread(server: LocalTrussServer, body: dict) -> socket.socket:
-    url = urlsplit(server.predict_url)
-    sock = socket.create_connection((url.hostname, url.port))
-    data = json.dumps(body).encode()
-    sock.sendall(
-        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n".encode()
-        + data
-    )
-    return sock
-
-
 def clip_b64(seconds: float, rate: int) -> str:
     t = np.arange(int(seconds * rate)) / rate
     samples = 0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
@@ -100,7 +88,10 @@ def unread_piper_streams(hold_s: float) -> dict:
     with LocalTrussServer(REPO / "piper-streaming", port=18231) as server:
         still_streams(server, {"text": "Warm up."})
         peak = PeakRss(server)
-        socks = [unread(server, {"text": LONG_TEXT, "speed": 0.5, "sample_rate": 48000}) for _ in range(8)]
+        socks = [
+            open_unread(server.predict_url, {"text": LONG_TEXT, "speed": 0.5, "sample_rate": 48000})
+            for _ in range(8)
+        ]
         time.sleep(hold_s)
         for sock in socks:
             sock.close()

@@ -3,14 +3,12 @@
 import logging
 import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from .app_tree import AppTree, build_app_tree
 from .environment import ensure_environment
 from .paths import REPO_ROOT
+from .process import is_ready, stop, wait_ready
 
 logger = logging.getLogger(__name__)
 
@@ -92,33 +90,16 @@ class LocalTrussServer:
         return self
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/v1/models/model", timeout=2) as r:
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return is_ready(self.base_url)
 
     def wait_ready(self, timeout_s: float = 300) -> "LocalTrussServer":
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.truss_dir.name} server exited with {self.process.returncode}"
-                    + (f"; see {self.log_path}" if self.log_path else "")
-                )
-            if self.ready():
-                return self
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.truss_dir.name} not ready after {timeout_s:g} s")
+        assert self.process is not None, "start() first"
+        wait_ready(self.base_url, self.process, self.truss_dir.name, timeout_s, self.log_path)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop(self.process)
         if self.tree is not None:
             self.tree.remove()
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, Self
 
-_S = TypeVar("_S")
 _TRUE: Final = ("1", "true", "yes")
 
 
@@ -33,11 +32,11 @@ def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
     return value
 
 
-def _read(cls: type[_S], names: Mapping[str, str], source: Mapping[str, Any]) -> dict[str, Any]:
+def _read(cls: type[Any], names: Mapping[str, str], source: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of `cls` found in `source` under `names[field]`, converted to the
     field's declared type; absent or blank values keep the class default."""
     values: dict[str, Any] = {}
-    for spec in fields(cls):  # type: ignore[arg-type]
+    for spec in fields(cls):
         name = names.get(spec.name)
         if name is None or source.get(name) is None:
             continue
@@ -54,8 +53,33 @@ def _read(cls: type[_S], names: Mapping[str, str], source: Mapping[str, Any]) ->
     return values
 
 
+class _Settings:
+    """Reads a frozen dataclass's fields: `_ENV` names their environment variables,
+    `_METADATA` their model_metadata keys, `_CHOICES` the words a text field takes."""
+
+    _ENV: ClassVar[dict[str, str]] = {}
+    _METADATA: ClassVar[dict[str, str]] = {}
+    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def load(cls, metadata: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Self:
+        values = {**_read(cls, cls._METADATA, metadata), **_read(cls, cls._ENV, environ)}
+        for field, choices in cls._CHOICES.items():
+            if field in values:
+                values[field] = values[field].lower()
+                if values[field] not in choices:
+                    raise ValueError(
+                        f"{cls._ENV[field]} must be one of {', '.join(choices)}, not {values[field]!r}"
+                    )
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
+        return cls.load({}, environ)
+
+
 @dataclass(frozen=True)
-class ServingSettings:
+class ServingSettings(_Settings):
     """Admission and stream limits of the shared serving code (`streaming.py`)."""
 
     # Syntheses at once in one replica; more wait for a slot.
@@ -83,13 +107,9 @@ class ServingSettings:
         "max_body_bytes": "TTS_MAX_BODY_BYTES",
     }
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServingSettings:
-        return cls(**_read(cls, cls._ENV, environ))
-
 
 @dataclass(frozen=True)
-class CpuSettings:
+class CpuSettings(_Settings):
     """CPU lanes for model work on CPU-only Trusses (`cpu_lanes.py`)."""
 
     # Lanes (one ONNX run each) at once; None: the cores this process may run on.
@@ -99,30 +119,25 @@ class CpuSettings:
 
     _ENV: ClassVar[dict[str, str]] = {"lanes": "TTS_CPU_LANES", "spare_lanes": "TTS_CPU_SPARE_LANES"}
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> CpuSettings:
-        return cls(**_read(cls, cls._ENV, environ))
-
 
 @dataclass(frozen=True)
-class PiperSettings:
+class PiperSettings(_Settings):
     """piper-streaming's own knobs."""
 
     # Most ONNX threads one run may use; None: one per CPU lane.
     max_threads: int | None = None
+    # The name requests may give as `voice`; the weights are always the bundled voice.
+    voice: str = "en_US-joe-medium"
 
     _ENV: ClassVar[dict[str, str]] = {"max_threads": "PIPER_MAX_THREADS"}
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> PiperSettings:
-        return cls(**_read(cls, cls._ENV, environ))
+    _METADATA: ClassVar[dict[str, str]] = {"voice": "voice"}
 
 
 XTTS_STREAM_DECODERS: Final = ("incremental", "stock")
 
 
 @dataclass(frozen=True)
-class XttsSettings:
+class XttsSettings(_Settings):
     """xtts-streaming's own knobs (environment and model_metadata)."""
 
     # DeepSpeed inference on CUDA (deepspeed must be in the requirements).
@@ -145,25 +160,14 @@ class XttsSettings:
         "default_voice": "default_voice",
         "max_cloned_voices": "max_cloned_voices",
     }
-
-    @classmethod
-    def load(cls, metadata: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> XttsSettings:
-        values = {**_read(cls, cls._METADATA, metadata), **_read(cls, cls._ENV, environ)}
-        if "stream_decoder" in values:
-            values["stream_decoder"] = values["stream_decoder"].lower()
-        settings = cls(**values)
-        if settings.stream_decoder not in XTTS_STREAM_DECODERS:
-            raise ValueError(
-                f"XTTS_STREAM_DECODER must be 'incremental' or 'stock', not {settings.stream_decoder!r}"
-            )
-        return settings
+    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"stream_decoder": XTTS_STREAM_DECODERS}
 
 
 PARLER_DTYPES: Final = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
-class ParlerSettings:
+class ParlerSettings(_Settings):
     """parler-batch's own knobs (environment and model_metadata); its queue timeout
     and body limit are ServingSettings'."""
 
@@ -189,15 +193,4 @@ class ParlerSettings:
         "max_generate_batch": "max_generate_batch",
         "prompt_bucket_tokens": "prompt_bucket_tokens",
     }
-
-    @classmethod
-    def load(cls, metadata: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> ParlerSettings:
-        values = {**_read(cls, cls._METADATA, metadata), **_read(cls, cls._ENV, environ)}
-        if "dtype" in values:
-            values["dtype"] = values["dtype"].lower()
-        settings = cls(**values)
-        if settings.dtype not in PARLER_DTYPES:
-            raise ValueError(
-                f"PARLER_DTYPE must be one of {', '.join(PARLER_DTYPES)}, not {settings.dtype!r}"
-            )
-        return settings
+    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"dtype": PARLER_DTYPES}

@@ -6,8 +6,8 @@ then a warm-up. predict(): one item {text, description, seed?} or {"items": [...
 a time, and the clips come back as JSON (base64 WAVs) or one binary clip.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: truss reads predict()'s annotations
+# at runtime to see that it takes the raw starlette Request.
 import asyncio
 import logging
 import secrets

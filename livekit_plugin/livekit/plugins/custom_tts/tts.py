@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 from collections.abc import AsyncGenerator
-from typing import Any, Never
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -81,7 +81,7 @@ def _final(err: APIError) -> APIError:
     return new
 
 
-class TTS(tts.TTS[Never]):  # emits no events beyond the base class's
+class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
     def __init__(
         self,
         *,
@@ -241,7 +241,7 @@ class TTS(tts.TTS[Never]):  # emits no events beyond the base class's
                 )
         except APIError:
             raise
-        except TimeoutError as e:
+        except asyncio.TimeoutError as e:
             where = "waiting for the first audio" if received == 0 else f"after {received} bytes"
             raise APITimeoutError(
                 f"no data from the TTS server for {conn_options.timeout:g} s ({where})",
@@ -307,6 +307,16 @@ def _check_audio_response(resp: aiohttp.ClientResponse, sample_rate: int) -> Non
         )
 
 
+def _initialize(output_emitter: tts.AudioEmitter, opts: TTSOptions, stream: bool) -> None:
+    output_emitter.initialize(
+        request_id=utils.shortuuid(),
+        sample_rate=opts.sample_rate,
+        num_channels=NUM_CHANNELS,
+        mime_type="audio/pcm",
+        stream=stream,
+    )
+
+
 class ChunkedStream(tts.ChunkedStream):
     """One utterance, one request; PCM goes to the emitter as it arrives."""
 
@@ -316,12 +326,7 @@ class ChunkedStream(tts.ChunkedStream):
         self._opts = _snapshot(tts._opts)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=self._opts.sample_rate,
-            num_channels=NUM_CHANNELS,
-            mime_type="audio/pcm",
-        )
+        _initialize(output_emitter, self._opts, stream=False)
         pushed = 0
         try:
             chunks = self._tts._fetch(self._input_text, self._opts, self._conn_options)
@@ -372,13 +377,7 @@ class SynthesizeStream(tts.SynthesizeStream):
         self._tts._streams.discard(self)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=self._opts.sample_rate,
-            num_channels=NUM_CHANNELS,
-            mime_type="audio/pcm",
-            stream=True,
-        )
+        _initialize(output_emitter, self._opts, stream=True)
         # One sentence stream per segment: a segment's sentences are exactly what its
         # stream yields before it closes, so segment ends stay in text order.
         segments: asyncio.Queue[tokenize.SentenceStream | None] = asyncio.Queue()
