@@ -55,15 +55,19 @@ def _read(cls: type[Any], names: Mapping[str, str], source: Mapping[str, Any]) -
 
 class _Settings:
     """Reads a frozen dataclass's fields: `_ENV` names their environment variables,
-    `_METADATA` their model_metadata keys, `_CHOICES` the words a text field takes."""
+    `_METADATA` the fields read from model_metadata (under their own names),
+    `_CHOICES` the words a text field takes."""
 
     _ENV: ClassVar[dict[str, str]] = {}
-    _METADATA: ClassVar[dict[str, str]] = {}
+    _METADATA: ClassVar[tuple[str, ...]] = ()
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @classmethod
     def load(cls, metadata: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Self:
-        values = {**_read(cls, cls._METADATA, metadata), **_read(cls, cls._ENV, environ)}
+        values = {
+            **_read(cls, {key: key for key in cls._METADATA}, metadata),
+            **_read(cls, cls._ENV, environ),
+        }
         for field, choices in cls._CHOICES.items():
             if field in values:
                 values[field] = values[field].lower()
@@ -130,7 +134,7 @@ class PiperSettings(_Settings):
     voice: str = "en_US-joe-medium"
 
     _ENV: ClassVar[dict[str, str]] = {"max_threads": "PIPER_MAX_THREADS"}
-    _METADATA: ClassVar[dict[str, str]] = {"voice": "voice"}
+    _METADATA: ClassVar[tuple[str, ...]] = ("voice",)
 
 
 XTTS_STREAM_DECODERS: Final = ("incremental", "stock")
@@ -156,10 +160,7 @@ class XttsSettings(_Settings):
         "half": "XTTS_HALF",
         "stream_decoder": "XTTS_STREAM_DECODER",
     }
-    _METADATA: ClassVar[dict[str, str]] = {
-        "default_voice": "default_voice",
-        "max_cloned_voices": "max_cloned_voices",
-    }
+    _METADATA: ClassVar[tuple[str, ...]] = ("default_voice", "max_cloned_voices")
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"stream_decoder": XTTS_STREAM_DECODERS}
 
 
@@ -188,9 +189,5 @@ class ParlerSettings(_Settings):
         "compile": "PARLER_COMPILE",
         "compile_mode": "PARLER_COMPILE_MODE",
     }
-    _METADATA: ClassVar[dict[str, str]] = {
-        "max_batch_items": "max_batch_items",
-        "max_generate_batch": "max_generate_batch",
-        "prompt_bucket_tokens": "prompt_bucket_tokens",
-    }
+    _METADATA: ClassVar[tuple[str, ...]] = ("max_batch_items", "max_generate_batch", "prompt_bucket_tokens")
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"dtype": PARLER_DTYPES}

@@ -69,6 +69,7 @@ def test_model_settings_read_metadata_and_environment():
         (lambda: ParlerSettings.load({}, {"PARLER_DTYPE": "int8"}), "PARLER_DTYPE"),
         (lambda: ParlerSettings.load({"max_batch_items": "many"}, {}), "max_batch_items"),
     ],
+    ids=["xtts-decoder", "parler-dtype", "parler-batch-items"],
 )
 def test_bad_model_settings_name_the_knob(load, name):
     with pytest.raises(ValueError, match=name):
