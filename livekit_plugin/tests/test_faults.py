@@ -254,7 +254,11 @@ async def stream_sentences(fault_server, http_session, route: str, sentences: li
 async def test_stream_pipelines_sentences_bounded_and_in_order(fault_server, http_session):
     # Each sentence takes 0.5 s to arrive: sequential requests would never overlap.
     result = await stream_sentences(
-        fault_server, http_session, "chunks=5&gap_ms=100&chunk_bytes=9600", 2, SENTENCES
+        fault_server,
+        http_session,
+        "/audio?chunks=5&gap_ms=100&chunk_bytes=9600",
+        SENTENCES,
+        max_inflight_requests=2,
     )
     assert result.error is None
 
@@ -276,7 +280,11 @@ async def test_stream_pipelines_sentences_bounded_and_in_order(fault_server, htt
 
 async def test_one_inflight_request_means_strictly_sequential(fault_server, http_session):
     result = await stream_sentences(
-        fault_server, http_session, "chunks=3&gap_ms=50&chunk_bytes=4800", 1, SENTENCES[:3]
+        fault_server,
+        http_session,
+        "/audio?chunks=3&gap_ms=50&chunk_bytes=4800",
+        SENTENCES[:3],
+        max_inflight_requests=1,
     )
     assert result.error is None
     recs = fault_server.records
