@@ -17,15 +17,12 @@ import json
 import logging
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
+
 from livekit.agents import APIConnectOptions
 from livekit.plugins import custom_tts
 
@@ -33,48 +30,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 from stats import summary  # noqa: E402
 
+sys.path.insert(0, str(REPO))
+from local_truss.process import ServedTruss  # noqa: E402
+
 logger = logging.getLogger("plugin_overhead")
 
 TEXT = "This is a test of the real-time text-to-speech synthesis system."
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_piper() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(REPO / ".venv/bin/python"),
-            "-m",
-            "local_truss",
-            "serve",
-            "piper-streaming",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"piper server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/v1/models/model", timeout=2) as r:
-                if r.status == 200:
-                    return process, url
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("piper server not ready")
 
 
 async def plugin_first_frame(tts: custom_tts.TTS) -> float:
@@ -125,17 +87,17 @@ def main() -> int:
         parser.error("--runs must be at least 20 for a meaningful p95")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    process = None
+    server = None
     url = args.url
     if url is None:
         logger.info("starting piper-streaming ...")
-        process, url = start_piper()
+        server = ServedTruss("piper-streaming").start()
+        url = server.base_url
     try:
         times = asyncio.run(measure(url, args.runs, args.warmup))
     finally:
-        if process is not None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+        if server is not None:
+            server.stop()
 
     stats = {name: summary(values) for name, values in times.items()}
     ratio = {q: stats["plugin"][q] / stats["direct"][q] for q in ("p50", "p95")}
@@ -160,8 +122,7 @@ def main() -> int:
         json.dumps(
             {
                 "command": "bench/plugin_overhead.py " + " ".join(sys.argv[1:]),
-                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                f"Python {platform.python_version()}",
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
                 "text": TEXT,
                 "seconds": stats,
                 "ratio_plugin_over_direct": ratio,

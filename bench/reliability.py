@@ -18,20 +18,20 @@ import argparse
 import base64
 import io
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
 import wave
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO)]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "tools")]
+
+from raw_http import open_unread  # noqa: E402
 
 from local_truss.paths import cache_dir  # noqa: E402
 from local_truss.server import LocalTrussServer  # noqa: E402
@@ -72,17 +72,6 @@ def still_streams(server: LocalTrussServer, body: dict) -> bool:
     return r.status_code == 200 and len(r.content) > 0
 
 
-def unread(server: LocalTrussServer, body: dict) -> socket.socket:
-    url = urlsplit(server.predict_url)
-    sock = socket.create_connection((url.hostname, url.port))
-    data = json.dumps(body).encode()
-    sock.sendall(
-        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n".encode() + data
-    )
-    return sock
-
-
 def clip_b64(seconds: float, rate: int) -> str:
     t = np.arange(int(seconds * rate)) / rate
     samples = 0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
@@ -99,7 +88,10 @@ def unread_piper_streams(hold_s: float) -> dict:
     with LocalTrussServer(REPO / "piper-streaming", port=18231) as server:
         still_streams(server, {"text": "Warm up."})
         peak = PeakRss(server)
-        socks = [unread(server, {"text": LONG_TEXT, "speed": 0.5, "sample_rate": 48000}) for _ in range(8)]
+        socks = [
+            open_unread(server.predict_url, {"text": LONG_TEXT, "speed": 0.5, "sample_rate": 48000})
+            for _ in range(8)
+        ]
         time.sleep(hold_s)
         for sock in socks:
             sock.close()
@@ -109,10 +101,15 @@ def unread_piper_streams(hold_s: float) -> dict:
         started = time.monotonic()
         body = b'{"text": "' + b"a" * (64 * 2**20) + b'"}'
         r = requests.post(server.predict_url, data=body, timeout=120)
-        big = {"status": r.status_code, "seconds": time.monotonic() - started,
-               "then_streams": still_streams(server, {"text": "Still streaming."})}
-    return {"unread_streams": {"streams": 8, "hold_s": hold_s, "rss_growth_mb": growth, "then_streams": ok},
-            "body_64mb": big}
+        big = {
+            "status": r.status_code,
+            "seconds": time.monotonic() - started,
+            "then_streams": still_streams(server, {"text": "Still streaming."}),
+        }
+    return {
+        "unread_streams": {"streams": 8, "hold_s": hold_s, "rss_growth_mb": growth, "then_streams": ok},
+        "body_64mb": big,
+    }
 
 
 def odd_rate_clips() -> list[dict]:
@@ -124,6 +121,7 @@ def odd_rate_clips() -> list[dict]:
         with LocalTrussServer(
             REPO / "xtts-streaming", port=18232, extra_env={"XTTS_MODEL_DIR": str(checkpoint)}
         ) as server:
+
             def clone(clip_rate: int) -> tuple[int, float]:
                 started = time.monotonic()
                 r = requests.post(
@@ -137,14 +135,23 @@ def odd_rate_clips() -> list[dict]:
             status, seconds = clone(rate)
             growth = peak.growth_mb()
             _, common = clone(16000)  # the same request with a clip at a common rate
-            results.append({"rate": rate, "status": status, "seconds": seconds, "seconds_at_16k": common,
-                            "rss_growth_mb": growth,
-                            "then_streams": still_streams(server, {"text": "Hello world.", "seed": 2})})
+            results.append(
+                {
+                    "rate": rate,
+                    "status": status,
+                    "seconds": seconds,
+                    "seconds_at_16k": common,
+                    "rss_growth_mb": growth,
+                    "then_streams": still_streams(server, {"text": "Hello world.", "seed": 2}),
+                }
+            )
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hold-s", type=float, default=60)
     parser.add_argument("--only", choices=["piper", "xtts"], help="run one part")
     args = parser.parse_args()
@@ -159,14 +166,20 @@ def main() -> None:
     print("| case | result | then a normal request |\n|---|---|---|")
     if "unread_streams" in results:
         u, b = results["unread_streams"], results["body_64mb"]
-        print(f"| piper, 8 unread 5000-char streams for {u['hold_s']:g} s | RSS +{u['rss_growth_mb']:.0f} MB "
-              f"| {'streams' if u['then_streams'] else 'FAILS'} |")
-        print(f"| piper, 64 MB body | {b['status']} in {b['seconds']:.2f} s "
-              f"| {'streams' if b['then_streams'] else 'FAILS'} |")
+        print(
+            f"| piper, 8 unread 5000-char streams for {u['hold_s']:g} s | RSS +{u['rss_growth_mb']:.0f} MB "
+            f"| {'streams' if u['then_streams'] else 'FAILS'} |"
+        )
+        print(
+            f"| piper, 64 MB body | {b['status']} in {b['seconds']:.2f} s "
+            f"| {'streams' if b['then_streams'] else 'FAILS'} |"
+        )
     for c in results.get("odd_rate_clips", []):
-        print(f"| xtts (tiny), 3 s clip at {c['rate']} Hz | {c['status']} in {c['seconds']:.2f} s "
-              f"(a 16 kHz clip: {c['seconds_at_16k']:.2f} s), "
-              f"peak RSS +{c['rss_growth_mb']:.0f} MB | {'streams' if c['then_streams'] else 'FAILS'} |")
+        print(
+            f"| xtts (tiny), 3 s clip at {c['rate']} Hz | {c['status']} in {c['seconds']:.2f} s "
+            f"(a 16 kHz clip: {c['seconds_at_16k']:.2f} s), "
+            f"peak RSS +{c['rss_growth_mb']:.0f} MB | {'streams' if c['then_streams'] else 'FAILS'} |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,23 +21,53 @@ def piper_rows(piper: dict) -> list[tuple[str, str, str]]:
     one = cells.get(("sentence", 1))
     if one:
         s, h, i = one["served"], one["piper_http"], one["in_process"]
-        rows.append(("piper-streaming, test sentence, 1 stream: first audio (HTTP)",
-                     f"{s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} ms", "target p50 <= 84 ms"))
-        rows.append(("  vs piper.http_server, same voice and text: first audio",
-                     f"{s['ttfa_ms']['p50'] / h['ttfa_ms']['p50']:.2f}x ({h['ttfa_ms']['p50']:.0f} ms)", "ratio at p50"))
-        rows.append(("  vs piper.http_server: total time",
-                     f"{s['total_ms']['p50'] / h['total_ms']['p50']:.2f}x", "ratio at p50"))
-        rows.append(("  served vs in-process: first audio",
-                     f"{s['ttfa_ms']['p50'] / i['ttfa_ms']['p50']:.2f}x", "server overhead"))
+        rows.append(
+            (
+                "piper-streaming, test sentence, 1 stream: first audio (HTTP)",
+                f"{s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} ms",
+                "target p50 <= 84 ms",
+            )
+        )
+        rows.append(
+            (
+                "  vs piper.http_server, same voice and text: first audio",
+                f"{s['ttfa_ms']['p50'] / h['ttfa_ms']['p50']:.2f}x ({h['ttfa_ms']['p50']:.0f} ms)",
+                "ratio at p50",
+            )
+        )
+        rows.append(
+            (
+                "  vs piper.http_server: total time",
+                f"{s['total_ms']['p50'] / h['total_ms']['p50']:.2f}x",
+                "ratio at p50",
+            )
+        )
+        rows.append(
+            (
+                "  served vs in-process: first audio",
+                f"{s['ttfa_ms']['p50'] / i['ttfa_ms']['p50']:.2f}x",
+                "server overhead",
+            )
+        )
     top = max(piper["concurrency"])
     for text in ("sentence", "paragraph"):
         cell = cells.get((text, top))
         if cell:
             s = cell["served"]
-            rows.append((f"piper-streaming, {text}, {top} streams: first audio",
-                         f"{s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} ms", "target p95 < 300 ms"))
-            rows.append(("  real-time factor per stream (p50 / worst)",
-                         f"{s['rtf']['p50']:.2f} / {s['rtf']['max']:.2f}", "target < 1 for each"))
+            rows.append(
+                (
+                    f"piper-streaming, {text}, {top} streams: first audio",
+                    f"{s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} ms",
+                    "target p95 < 300 ms",
+                )
+            )
+            rows.append(
+                (
+                    "  real-time factor per stream (p50 / worst)",
+                    f"{s['rtf']['p50']:.2f} / {s['rtf']['max']:.2f}",
+                    "target < 1 for each",
+                )
+            )
             rows.append(("  playback stalls", f"{s['stalled']} of {s['rtf']['n']}", "streams that ran dry"))
     return rows
 
@@ -49,20 +79,40 @@ def main() -> None:
         rows += piper_rows(piper)
     wer = load("piper_intelligibility")
     if wer:
-        rows.append(("piper-streaming word error rate (PocketSphinx)",
-                     f"{wer['wer_served_split']:.3f} vs {wer['wer_whole_sentence']:.3f}",
-                     "served vs piper whole-text"))
+        rows.append(
+            (
+                "piper-streaming word error rate (PocketSphinx)",
+                f"{wer['wer_served_split']:.3f} vs {wer['wer_whole_sentence']:.3f}",
+                "served vs piper whole-text",
+            )
+        )
     plugin = load("plugin_overhead")
     if plugin:
         r = plugin["ratio_plugin_over_direct"]
-        rows.append(("LiveKit plugin first frame vs direct HTTP first byte", f"{r['p50']:.2f}x / {r['p95']:.2f}x", "p50 / p95"))
+        rows.append(
+            (
+                "LiveKit plugin first frame vs direct HTTP first byte",
+                f"{r['p50']:.2f}x / {r['p95']:.2f}x",
+                "p50 / p95",
+            )
+        )
     xtts = load("xtts_streaming")
     if xtts:
         longest = xtts["in_process"][-1]
-        rows.append((f"XTTS total time, stock / ours, {longest['length_tokens']} tokens (tiny model, CPU)",
-                     f"{longest['total_ratio_stock_over_ours']['p50']:.2f}x", "stock inference_stream over ours"))
-        rows.append(("XTTS first chunk, stock / ours",
-                     f"{longest['ttfa_ratio_stock_over_ours']['p50']:.2f}x", "same run"))
+        rows.append(
+            (
+                f"XTTS total time, stock / ours, {longest['length_tokens']} tokens (tiny model, CPU)",
+                f"{longest['total_ratio_stock_over_ours']['p50']:.2f}x",
+                "stock inference_stream over ours",
+            )
+        )
+        rows.append(
+            (
+                "XTTS first chunk, stock / ours",
+                f"{longest['ttfa_ratio_stock_over_ours']['p50']:.2f}x",
+                "same run",
+            )
+        )
         served = xtts.get("served_vs_in_process")
         if served:
             ratio = served["served"]["ttfa_ms"]["p50"] / served["in_process"]["ttfa_ms"]["p50"]

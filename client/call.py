@@ -25,6 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import wave
+from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 PREDICT_PATH = "/v1/models/model:predict"
@@ -61,32 +62,33 @@ def parse_field(item: str) -> tuple[str, object]:
     return key, value
 
 
-def open_stream(url: str, body: dict, api_key: str | None, timeout: float):
+def open_stream(
+    url: str, body: dict[str, Any], api_key: str | None, timeout: float
+) -> http.client.HTTPResponse:
     headers = {"Content-Type": "application/json", "Accept": "audio/pcm"}
     if api_key:
         headers["Authorization"] = f"Api-Key {api_key}"
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers=headers, method="POST"
-    )
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
+        return response
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")
         try:
             detail = json.loads(detail).get("error", detail)
         except (json.JSONDecodeError, AttributeError):
             pass
-        raise ClientError(f"server answered HTTP {exc.code}: {detail}", EXIT_HTTP)
+        raise ClientError(f"server answered HTTP {exc.code}: {detail}", EXIT_HTTP) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ClientError(
             f"cannot reach {url}: {reason}. Is the server running? Start the default "
             "one with: python -m local_truss serve piper-streaming",
             EXIT_UNREACHABLE,
-        )
+        ) from exc
 
 
-def start_player(sample_rate: int) -> subprocess.Popen:
+def start_player(sample_rate: int) -> subprocess.Popen[bytes]:
     ffplay = shutil.which("ffplay")
     if ffplay is None:
         raise ClientError(
@@ -98,8 +100,22 @@ def start_player(sample_rate: int) -> subprocess.Popen:
     # are kept in a file and read afterwards.
     log = tempfile.TemporaryFile()
     player = subprocess.Popen(
-        [ffplay, "-hide_banner", "-loglevel", "error", "-nodisp", "-autoexit",
-         "-f", "s16le", "-ar", str(sample_rate), "-ch_layout", "mono", "-i", "-"],
+        [
+            ffplay,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nodisp",
+            "-autoexit",
+            "-f",
+            "s16le",
+            "-ar",
+            str(sample_rate),
+            "-ch_layout",
+            "mono",
+            "-i",
+            "-",
+        ],
         stdin=subprocess.PIPE,
         stderr=log,
     )
@@ -107,7 +123,7 @@ def start_player(sample_rate: int) -> subprocess.Popen:
     return player
 
 
-def player_errors(player: subprocess.Popen) -> str:
+def player_errors(player: subprocess.Popen[bytes]) -> str:
     log = player.error_log  # type: ignore[attr-defined]
     log.seek(0)
     text = log.read().decode("utf-8", "replace")
@@ -115,7 +131,7 @@ def player_errors(player: subprocess.Popen) -> str:
     return failed[-1] if failed else ""
 
 
-def player_failed(player: subprocess.Popen) -> ClientError:
+def player_failed(player: subprocess.Popen[bytes]) -> ClientError:
     reason = player_errors(player) or f"exit code {player.returncode}"
     return ClientError(
         f"ffplay could not play ({reason}); no audio output device? "
@@ -126,7 +142,7 @@ def player_failed(player: subprocess.Popen) -> ClientError:
 
 def stream(args: argparse.Namespace) -> int:
     url = predict_url(args.url, args.model_id)
-    body: dict = {"text": args.text, "format": "pcm", "sample_rate": args.sample_rate}
+    body: dict[str, Any] = {"text": args.text, "format": "pcm", "sample_rate": args.sample_rate}
     if args.voice:
         body["voice"] = args.voice
     if args.language:
@@ -163,19 +179,20 @@ def stream(args: argparse.Namespace) -> int:
                     f"stream cut short after {received} bytes ({exc.__class__.__name__}): "
                     "the server failed mid-stream or the connection dropped",
                     EXIT_CUT_SHORT,
-                )
+                ) from exc
             if not chunk:
                 break
             if first_byte is None:
                 first_byte = time.perf_counter() - started
             received += len(chunk)
             if player is not None:
+                assert player.stdin is not None  # started with stdin=PIPE
                 try:
                     player.stdin.write(chunk)
                     player.stdin.flush()
-                except BrokenPipeError:
+                except BrokenPipeError as exc:
                     player.wait()
-                    raise player_failed(player)
+                    raise player_failed(player) from exc
             if args.raw:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
@@ -189,6 +206,7 @@ def stream(args: argparse.Namespace) -> int:
         if wav_file is not None:
             wav_file.close()
             wav_file = None
+            assert wav_tmp is not None
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(wav_tmp, 0o666 & ~umask)  # mkstemp made it private
@@ -201,7 +219,8 @@ def stream(args: argparse.Namespace) -> int:
             os.unlink(wav_tmp)  # never leave a silently short file behind
         if player is not None:
             try:
-                player.stdin.close()
+                if player.stdin is not None:
+                    player.stdin.close()
             except BrokenPipeError:
                 pass
             player.wait()
@@ -219,7 +238,9 @@ def stream(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("text", help="what to say")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help=f"server base URL or full predict URL (default {DEFAULT_URL})")
@@ -228,12 +249,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voice")
     parser.add_argument("--language")
     parser.add_argument("--sample-rate", type=int, default=24000)
-    parser.add_argument("--field", type=parse_field, action="append", default=[],
-                        metavar="KEY=VALUE", help="extra model field, value parsed as JSON if it can be")
+    parser.add_argument(
+        "--field",
+        type=parse_field,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra model field, value parsed as JSON if it can be",
+    )
     parser.add_argument("--out", help="write a WAV file")
     parser.add_argument("--raw", action="store_true", help="write raw s16le PCM to stdout")
-    parser.add_argument("--play", action="store_true",
-                        help="play through ffplay (the default when neither --out nor --raw is given)")
+    parser.add_argument(
+        "--play",
+        action="store_true",
+        help="play through ffplay (the default when neither --out nor --raw is given)",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for data")
     args = parser.parse_args(argv)
     if not args.out and not args.raw:

@@ -15,13 +15,15 @@ from .server import LocalTrussServer, truss_python
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_truss", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m local_truss",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["serve", "prepare"])
     parser.add_argument("truss_dir", type=Path)
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to bind (the container binds 0.0.0.0)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (the container binds 0.0.0.0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not (args.truss_dir / "config.yaml").is_file():
@@ -43,8 +45,13 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.start()
-    logging.info("serving %s at %s (readiness: GET %s/v1/models/model)",
-                 args.truss_dir.name, server.predict_url, server.base_url)
+    assert server.process is not None
+    logging.info(
+        "serving %s at %s (readiness: GET %s/v1/models/model)",
+        args.truss_dir.name,
+        server.predict_url,
+        server.base_url,
+    )
     try:
         return server.process.wait()
     except (KeyboardInterrupt, SystemExit):

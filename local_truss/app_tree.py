@@ -5,6 +5,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from truss.contexts.image_builder.serving_image_builder import ServingImageBuilderContext
@@ -30,8 +31,9 @@ class AppTree:
         return self.root / "packages"
 
     @property
-    def config(self) -> dict:
-        return yaml.safe_load((self.app_dir / "config.yaml").read_text())
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = yaml.safe_load((self.app_dir / "config.yaml").read_text())
+        return config
 
     def remove(self) -> None:
         shutil.rmtree(self.root.parent, ignore_errors=True)

@@ -42,11 +42,7 @@ def uses_cpu_builds() -> bool:
 
     macOS wheels on PyPI are CPU builds already, and none carries a `+cpu` label.
     """
-    return (
-        CPU_CONSTRAINTS.exists()
-        and sys.platform != "darwin"
-        and os.environ.get(INDEX_URL_ENV) != USE_PYPI
-    )
+    return CPU_CONSTRAINTS.exists() and sys.platform != "darwin" and os.environ.get(INDEX_URL_ENV) != USE_PYPI
 
 
 def index_url() -> str:
@@ -66,7 +62,7 @@ def cpu_pins() -> list[str]:
 
 
 def _names(lines: list[str]) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for line in lines:
         try:
             names.add(canonicalize_name(Requirement(line).name))
@@ -103,13 +99,27 @@ def _configured_pip_has(python: Path, env: dict[str, str], options: list[str], p
         probe = Path(tmp) / "probe.txt"
         probe.write_text("\n".join([*options, *pins]) + "\n")
         result = subprocess.run(
-            [str(python), *PIP, "install", "--dry-run", "--no-deps", "--ignore-installed",
-             "-q", "-r", str(probe)],
-            env=env, capture_output=True, text=True,
+            [
+                str(python),
+                *PIP,
+                "install",
+                "--dry-run",
+                "--no-deps",
+                "--ignore-installed",
+                "-q",
+                "-r",
+                str(probe),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
         )
     if result.returncode != 0:
-        logger.info("pip's configured indexes have no %s: %s", " ".join(pins),
-                    result.stderr.strip().splitlines()[-1:] or result.returncode)
+        logger.info(
+            "pip's configured indexes have no %s: %s",
+            " ".join(pins),
+            result.stderr.strip().splitlines()[-1:] or result.returncode,
+        )
     return result.returncode == 0
 
 
@@ -123,13 +133,15 @@ def plan(python: Path, env: dict[str, str], requirement_files: list[Path]) -> To
         return TorchPlan(constraints=constraints, pins=[], index_url=None, source="not required")
     if not constraints:
         if sys.platform != "darwin":
-            logger.warning("%s=%s: installing PyPI's default torch, the CUDA build, whose download "
-                           "(with its CUDA libraries) is several times the CPU wheel's",
-                           INDEX_URL_ENV, USE_PYPI)
+            logger.warning(
+                "%s=%s: installing PyPI's default torch, the CUDA build, whose download "
+                "(with its CUDA libraries) is several times the CPU wheel's",
+                INDEX_URL_ENV,
+                USE_PYPI,
+            )
         return TorchPlan(constraints=[], pins=[], index_url=None, source="PyPI's default build")
     if _configured_pip_has(python, env, _option_lines(lines), pins):
-        return TorchPlan(constraints=constraints, pins=[], index_url=None,
-                         source="pip's configured indexes")
+        return TorchPlan(constraints=constraints, pins=[], index_url=None, source="pip's configured indexes")
     url = index_url()
     return TorchPlan(constraints=constraints, pins=pins, index_url=url, source=url)
 

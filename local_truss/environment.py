@@ -62,8 +62,17 @@ def ensure_environment(name: str, build_dir: Path) -> Path:
     constraints = ["-c", str(build_dir / "constraints.txt"), *torch_plan.constraints]
     for requirements in _requirement_files(build_dir):
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-             "-q", "-r", str(requirements), *constraints],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-q",
+                "-r",
+                str(requirements),
+                *constraints,
+            ],
             check=True,
             env=env,
         )

@@ -8,6 +8,7 @@ with the app directory as working directory.
 import os
 import runpy
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -15,7 +16,7 @@ _HOST = os.environ["LOCAL_TRUSS_HOST"]
 _config_init = uvicorn.Config.__init__
 
 
-def _bind_host(self, *args, **kwargs):
+def _bind_host(self: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
     kwargs["host"] = _HOST
     _config_init(self, *args, **kwargs)
 

@@ -1,19 +1,14 @@
 """Start, wait for and stop a locally served Truss."""
 
-import json
 import logging
 import os
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Optional
 
 from .app_tree import AppTree, build_app_tree
 from .environment import ensure_environment
 from .paths import REPO_ROOT
+from .process import is_ready, stop, wait_ready
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +50,16 @@ class LocalTrussServer:
         truss_dir: Path,
         port: int = 8080,
         host: str = "127.0.0.1",
-        extra_env: Optional[dict[str, str]] = None,
-        log_path: Optional[Path] = None,
+        extra_env: dict[str, str] | None = None,
+        log_path: Path | None = None,
     ):
         self.truss_dir = Path(truss_dir)
         self.port = port
         self.host = host
         self.extra_env = extra_env or {}
         self.log_path = log_path
-        self.process: Optional[subprocess.Popen] = None
-        self.tree: Optional[AppTree] = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.tree: AppTree | None = None
 
     @property
     def base_url(self) -> str:
@@ -95,38 +90,21 @@ class LocalTrussServer:
         return self
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/v1/models/model", timeout=2) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return is_ready(self.base_url)
 
     def wait_ready(self, timeout_s: float = 300) -> "LocalTrussServer":
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.truss_dir.name} server exited with {self.process.returncode}"
-                    + (f"; see {self.log_path}" if self.log_path else "")
-                )
-            if self.ready():
-                return self
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.truss_dir.name} not ready after {timeout_s:g} s")
+        assert self.process is not None, "start() first"
+        wait_ready(self.base_url, self.process, self.truss_dir.name, timeout_s, self.log_path)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop(self.process)
         if self.tree is not None:
             self.tree.remove()
 
     def __enter__(self) -> "LocalTrussServer":
         return self.start().wait_ready()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -1,34 +1,47 @@
-"""Shared fixtures: real Truss servers started by the local runner, one per session."""
+"""Shared fixtures. Tests are laid out by kind:
 
-import os
-import socket
+    tests/unit/      pure functions and classes: seconds, no truss needed
+                     (`.venv/bin/python -m pytest tests/unit -q`)
+    tests/runner/    the local runner and the Truss configs (truss, pip)
+    tests/e2e/       real Truss servers over real HTTP (the fixtures below)
+    tests/tools/     helpers the tests import and scripts they run in a Truss's environment
+    tests/fixtures/  tiny random models built with the real library classes
+    tests/trusses/   Trusses that exist only for tests
+
+Nothing here imports truss at collection: the server fixtures import the runner
+when a test first asks for a server.
+"""
+
+from __future__ import annotations
+
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "packages")]
+sys.path[:0] = [str(REPO), str(REPO / "packages"), str(REPO / "tests" / "tools")]
 
-from local_truss.server import LocalTrussServer  # noqa: E402
+from local_truss.process import READY_TIMEOUT_S, free_port  # noqa: E402  (standard library only)
 
-READY_TIMEOUT_S = float(os.environ.get("TRUSS_READY_TIMEOUT_S", "900"))
+if TYPE_CHECKING:
+    from local_truss.server import LocalTrussServer
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["REPO", "free_port"]
 
 
 @pytest.fixture(scope="session")
-def serve(tmp_path_factory):
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalTrussServer]]:
     """Start a Truss directory with the real truss server; stopped at session end."""
+    from local_truss.server import LocalTrussServer
+
     started: list[LocalTrussServer] = []
     logs = tmp_path_factory.mktemp("server-logs")
 
-    def _serve(truss_dir: str, extra_env: dict | None = None) -> LocalTrussServer:
+    def _serve(truss_dir: str, extra_env: dict[str, str] | None = None) -> LocalTrussServer:
         server = LocalTrussServer(
             REPO / truss_dir,
             port=free_port(),

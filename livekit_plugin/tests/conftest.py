@@ -11,134 +11,37 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
+import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[2]
-HOST_PYTHON = REPO / ".venv" / "bin" / "python"
-READY_TIMEOUT_S = float(os.environ.get("TRUSS_READY_TIMEOUT_S", "900"))
+sys.path.insert(0, str(REPO))  # local_truss.process: standard library only, no truss here
+
+from local_truss.process import ServedTruss, free_port  # noqa: E402
 
 logger = logging.getLogger("custom_tts.tests")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class PiperServer:
-    base_url: str
-    process: subprocess.Popen
-    log_path: Path
-
-    @property
-    def predict_url(self) -> str:
-        return f"{self.base_url}/v1/models/model:predict"
-
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by the server and its children (synthesis runs in a
-        child process), from /proc."""
-        pids = _process_tree(self.process.pid)
-        total_ticks = 0
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            total_ticks += int(fields[11]) + int(fields[12])  # utime + stime
-        return total_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
 @pytest.fixture(scope="session")
-def piper(tmp_path_factory) -> PiperServer:
+def piper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
     """`python -m local_truss serve piper-streaming` on a free port, as a user runs it."""
-    if not HOST_PYTHON.exists():
-        pytest.fail(f"{HOST_PYTHON} is missing: run scripts/setup first")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("piper") / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                str(HOST_PYTHON),
-                "-m",
-                "local_truss",
-                "serve",
-                "piper-streaming",
-                "--port",
-                str(port),
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so teardown can stop the server's children too
-        )
-    server = PiperServer(f"http://127.0.0.1:{port}", process, log_path)
+    server = ServedTruss("piper-streaming", log_path=tmp_path_factory.mktemp("piper") / "server.log")
     try:
-        _wait_ready(server)
+        server.start()
+    except (RuntimeError, TimeoutError) as e:
+        pytest.fail(str(e))
+    try:
         yield server
     finally:
-        _stop(process)
-
-
-def _wait_ready(server: PiperServer) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(
-                f"piper server exited with {server.process.returncode}:\n"
-                + server.log_path.read_text(errors="replace")[-3000:]
-            )
-        try:
-            with urllib.request.urlopen(f"{server.base_url}/v1/models/model", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"piper server not ready after {READY_TIMEOUT_S:g} s")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        server.stop()
 
 
 def pcm_for(text: str, n_bytes: int) -> bytes:
@@ -158,9 +61,9 @@ class Record:
     body: Any
     headers: dict[str, str]
     started: float
-    ended: Optional[float] = None
+    ended: float | None = None
     sent: bytearray = field(default_factory=bytearray)
-    disconnected_at: Optional[float] = None
+    disconnected_at: float | None = None
 
 
 class FaultServer:
@@ -175,7 +78,7 @@ class FaultServer:
 
     def __init__(self) -> None:
         self.records: list[Record] = []
-        self.upstream: Optional[str] = None
+        self.upstream: str | None = None
         self._flaky_count: dict[str, int] = {}
         self.app = web.Application()
         self.app.router.add_post("/status/{code}", self._status)
@@ -273,9 +176,7 @@ class FaultServer:
             async with session.post(self.upstream, json=rec.body) as up:
                 if up.status != 200:
                     rec.ended = time.monotonic()
-                    return web.Response(
-                        status=up.status, body=await up.read(), content_type=up.content_type
-                    )
+                    return web.Response(status=up.status, body=await up.read(), content_type=up.content_type)
                 resp = web.StreamResponse(
                     headers={
                         "Content-Type": up.headers["Content-Type"],

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from livekit.agents import APIConnectOptions, APIError
 from livekit.agents import tts as agents_tts
@@ -15,7 +14,7 @@ FAST = APIConnectOptions(max_retry=2, retry_interval=0.05, timeout=5.0)
 @dataclass
 class Result:
     events: list[agents_tts.SynthesizedAudio] = field(default_factory=list)
-    error: Optional[APIError] = None
+    error: APIError | None = None
 
     @property
     def pcm(self) -> bytes:

@@ -11,28 +11,25 @@ import wave
 from pathlib import Path
 
 import pytest
+
 from livekit.agents import Agent, AgentServer, JobContext
 from livekit.plugins import custom_tts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_basic_usage_writes_a_wav_from_piper(piper, tmp_path):
-    out = tmp_path / "output.wav"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "basic_usage.py"),
-            "Hello from the example.",
-            "--out",
-            str(out),
-            "--url",
-            piper.base_url,
-        ],
+def basic_usage(text: str, out: Path, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / "basic_usage.py"), text, "--out", str(out), "--url", url],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_basic_usage_writes_a_wav_from_piper(piper, tmp_path):
+    out = tmp_path / "output.wav"
+    run = basic_usage("Hello from the example.", out, piper.base_url)
     assert run.returncode == 0, run.stderr
     with wave.open(str(out)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
@@ -44,20 +41,7 @@ def test_basic_usage_reports_an_unreachable_server(tmp_path):
     from conftest import free_port
 
     out = tmp_path / "output.wav"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "basic_usage.py"),
-            "Hi.",
-            "--out",
-            str(out),
-            "--url",
-            f"http://127.0.0.1:{free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = basic_usage("Hi.", out, f"http://127.0.0.1:{free_port()}")
     assert run.returncode == 1
     assert "synthesis failed" in run.stderr and "Traceback" not in run.stderr
     assert not out.exists()

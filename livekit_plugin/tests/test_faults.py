@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 from conftest import free_port, pcm_for
 from helpers import FAST, collect, feed
+
 from livekit.agents import (
     APIConnectionError,
     APIConnectOptions,
@@ -79,36 +81,30 @@ async def test_request_carries_options_and_api_key(fault_server, http_session):
     assert fault_server.records[2].body["speed"] == 1.5
 
 
-async def test_odd_length_body_is_an_error(fault_server, http_session):
-    tts = make_tts(f"{fault_server.url}/audio?chunks=1&chunk_bytes=4801", http_session)
+@pytest.mark.parametrize(
+    "query, message, played",
+    [
+        ("chunks=1&chunk_bytes=4801", "16-bit sample", None),  # odd-length body: an error
+        ("rate=16000", "16000 Hz", False),  # wrong sample rate: refused, not played
+        ("ctype=application/json", "application/json", False),  # a 200 that is not audio
+    ],
+    ids=["odd-length", "wrong-rate", "not-audio"],
+)
+async def test_bad_audio_answer_is_a_final_error(query, message, played, fault_server, http_session):
+    tts = make_tts(f"{fault_server.url}/audio?{query}", http_session)
     result = await collect(tts.synthesize(TEXT, conn_options=FAST))
     assert isinstance(result.error, APIError) and not result.error.retryable
-    assert "16-bit sample" in result.error.message
-    assert len(fault_server.records) == 1
-
-
-async def test_wrong_sample_rate_is_refused_not_played(fault_server, http_session):
-    tts = make_tts(f"{fault_server.url}/audio?rate=16000", http_session)
-    result = await collect(tts.synthesize(TEXT, conn_options=FAST))
-    assert isinstance(result.error, APIError) and not result.error.retryable
-    assert "16000 Hz" in result.error.message and not result.events
-    assert len(fault_server.records) == 1
-
-
-async def test_non_audio_success_is_refused(fault_server, http_session):
-    tts = make_tts(f"{fault_server.url}/audio?ctype=application/json", http_session)
-    result = await collect(tts.synthesize(TEXT, conn_options=FAST))
-    assert isinstance(result.error, APIError) and not result.error.retryable
-    assert "application/json" in result.error.message and not result.events
+    assert message in result.error.message
+    if played is not None:
+        assert bool(result.events) == played
+    assert len(fault_server.records) == 1  # not retried
 
 
 # --- status codes and retries ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("code", [400, 401, 422])
-async def test_client_errors_carry_the_message_and_are_not_retried(
-    code, fault_server, http_session
-):
+async def test_client_errors_carry_the_message_and_are_not_retried(code, fault_server, http_session):
     tts = make_tts(f"{fault_server.url}/status/{code}", http_session)
     errors = errors_seen(tts)
     result = await collect(tts.synthesize(TEXT, conn_options=FAST))
@@ -183,9 +179,7 @@ async def test_slow_server_times_out_and_is_retried(fault_server, http_session):
     assert time.monotonic() - started < 1.5  # two 0.3 s waits, not two 2 s ones
 
 
-async def test_slow_first_byte_within_timeout_is_fine_and_total_is_not_capped(
-    fault_server, http_session
-):
+async def test_slow_first_byte_within_timeout_is_fine_and_total_is_not_capped(fault_server, http_session):
     # First byte after 0.4 s, then 0.3 s gaps: 1.6 s in all, with a 0.8 s timeout.
     url = f"{fault_server.url}/audio?first_byte_ms=400&gap_ms=300&chunks=5&chunk_bytes=4800"
     tts = make_tts(url, http_session)
@@ -249,16 +243,23 @@ SENTENCES = [
 ]
 
 
+async def stream_sentences(fault_server, http_session, route: str, sentences: list[str], **options: Any):
+    """`sentences` fed to stream() as one text, each one a request to `route`."""
+    tts = make_tts(f"{fault_server.url}{route}", http_session, **options)
+    stream = tts.stream(conn_options=FAST)
+    await feed(stream, " ".join(sentences))
+    return await collect(stream)
+
+
 async def test_stream_pipelines_sentences_bounded_and_in_order(fault_server, http_session):
     # Each sentence takes 0.5 s to arrive: sequential requests would never overlap.
-    tts = make_tts(
-        f"{fault_server.url}/audio?chunks=5&gap_ms=100&chunk_bytes=9600",
+    result = await stream_sentences(
+        fault_server,
         http_session,
+        "/audio?chunks=5&gap_ms=100&chunk_bytes=9600",
+        SENTENCES,
         max_inflight_requests=2,
     )
-    stream = tts.stream(conn_options=FAST)
-    await feed(stream, " ".join(SENTENCES))
-    result = await collect(stream)
     assert result.error is None
 
     recs = fault_server.records
@@ -278,14 +279,14 @@ async def test_stream_pipelines_sentences_bounded_and_in_order(fault_server, htt
 
 
 async def test_one_inflight_request_means_strictly_sequential(fault_server, http_session):
-    tts = make_tts(
-        f"{fault_server.url}/audio?chunks=3&gap_ms=50&chunk_bytes=4800",
+    result = await stream_sentences(
+        fault_server,
         http_session,
+        "/audio?chunks=3&gap_ms=50&chunk_bytes=4800",
+        SENTENCES[:3],
         max_inflight_requests=1,
     )
-    stream = tts.stream(conn_options=FAST)
-    await feed(stream, " ".join(SENTENCES[:3]))
-    assert (await collect(stream)).error is None
+    assert result.error is None
     recs = fault_server.records
     assert all(b.started >= a.ended for a, b in zip(recs, recs[1:], strict=False))
 
@@ -310,30 +311,23 @@ async def test_flush_ends_the_segment_without_ending_input(fault_server, http_se
 
 
 async def test_stream_retries_a_failed_sentence_alone(fault_server, http_session):
-    tts = make_tts(f"{fault_server.url}/flaky/503/1?chunks=2&chunk_bytes=4800", http_session)
-    stream = tts.stream(conn_options=FAST)
-    await feed(stream, " ".join(SENTENCES[:2]))
-    result = await collect(stream)
+    result = await stream_sentences(
+        fault_server, http_session, "/flaky/503/1?chunks=2&chunk_bytes=4800", SENTENCES[:2]
+    )
     assert result.error is None
     assert len(fault_server.records) == 3  # sentence 1 twice, sentence 2 once
     assert result.pcm == b"".join(pcm_for(s, 2 * 4800) for s in SENTENCES[:2])
 
 
 async def test_stream_client_error_is_not_retried(fault_server, http_session):
-    tts = make_tts(f"{fault_server.url}/status/422", http_session)
-    stream = tts.stream(conn_options=FAST)
-    await feed(stream, SENTENCES[0])
-    result = await collect(stream)
+    result = await stream_sentences(fault_server, http_session, "/status/422", SENTENCES[:1])
     assert isinstance(result.error, APIStatusError) and result.error.status_code == 422
     assert result.error.message == "injected 422"
     assert len(fault_server.records) == 1
 
 
 async def test_stream_gives_up_after_retries_without_replaying(fault_server, http_session):
-    tts = make_tts(f"{fault_server.url}/status/500", http_session)
-    stream = tts.stream(conn_options=FAST)
-    await feed(stream, SENTENCES[0])
-    result = await collect(stream)
+    result = await stream_sentences(fault_server, http_session, "/status/500", SENTENCES[:1])
     assert isinstance(result.error, APIStatusError) and result.error.status_code == 500
     assert result.error.retryable is False  # our retries are spent; no framework replay
     assert len(fault_server.records) == 1 + FAST.max_retry

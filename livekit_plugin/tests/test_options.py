@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from livekit.agents import Plugin
 from livekit.agents import tts as agents_tts
 from livekit.plugins import custom_tts
@@ -150,18 +151,13 @@ def test_dependencies_exclude_servers_and_models():
     assert '"livekit-agents==1.8.9"' in text
     for forbidden in ("truss", "torch", "piper", "onnx", "tts_common"):
         assert (
-            forbidden
-            not in text.split("[project.optional-dependencies]")[0].split("dependencies = [")[1]
+            forbidden not in text.split("[project.optional-dependencies]")[0].split("dependencies = [")[1]
         ), forbidden
     # and the code imports none of them
     for path in (PLUGIN_DIR / "livekit").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = (
-                    [a.name for a in node.names]
-                    if isinstance(node, ast.Import)
-                    else [node.module or ""]
-                )
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 for name in names:
                     assert name.split(".")[0] not in ("truss", "torch", "tts_common"), path
 

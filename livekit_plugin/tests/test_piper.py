@@ -14,6 +14,7 @@ import time
 import aiohttp
 import pytest
 from helpers import FAST, collect, feed
+
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIStatusError
 from livekit.plugins import custom_tts
@@ -81,9 +82,7 @@ async def test_first_audio_arrives_before_the_body_ends(piper, http_session):
     assert first_at < total / 4, (first_at, total)
 
 
-async def test_voice_description_is_refused_by_piper_with_its_message(
-    piper, fault_server, http_session
-):
+async def test_voice_description_is_refused_by_piper_with_its_message(piper, fault_server, http_session):
     """The seed example's options: piper has no `description` field, so a clear 422."""
     fault_server.upstream = piper.predict_url
     tts = custom_tts.TTS(

@@ -1,4 +1,4 @@
-"""Audio encoding for the streaming contract: resampling, PCM16, mu-law, WAV header."""
+"""Audio encoding shared by both kinds of answer: resampling, PCM16, mu-law, WAV header."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from .contract import AudioFormat
 _UNKNOWN_SIZE = 0xFFFFFFFF  # what streaming WAV writers put in the size fields
 
 
-def wav_header(sample_rate: int, channels: int = 1, bits: int = 16) -> bytes:
-    """A 44-byte PCM WAV header whose sizes say 'unknown length' (streamed)."""
+def wav_header(sample_rate: int, data_size: int | None = None, channels: int = 1, bits: int = 16) -> bytes:
+    """A 44-byte PCM WAV header: exact sizes for a whole clip of `data_size` bytes,
+    or sizes that say 'unknown length' for a stream (data_size None)."""
     block_align = channels * bits // 8
+    riff_size = _UNKNOWN_SIZE if data_size is None else 36 + data_size
     return b"".join(
         [
             b"RIFF",
-            struct.pack("<I", _UNKNOWN_SIZE),
+            struct.pack("<I", riff_size),
             b"WAVEfmt ",
             struct.pack(
                 "<IHHIIHH",
@@ -31,15 +33,28 @@ def wav_header(sample_rate: int, channels: int = 1, bits: int = 16) -> bytes:
                 bits,
             ),
             b"data",
-            struct.pack("<I", _UNKNOWN_SIZE),
+            struct.pack("<I", _UNKNOWN_SIZE if data_size is None else data_size),
         ]
     )
 
 
+def resample_clip(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """One-shot resampling of a whole clip to mono float32 (the streaming path's soxr quality)."""
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if from_rate == to_rate:
+        return samples
+    return np.asarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
+
+
+def float_to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] to signed 16-bit little-endian integers."""
+    pcm: np.ndarray = np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    return pcm
+
+
 def float_to_pcm16(samples: np.ndarray) -> bytes:
     """Float samples in [-1, 1] to signed 16-bit little-endian bytes."""
-    scaled = np.clip(samples, -1.0, 1.0) * 32767.0
-    return np.rint(scaled).astype("<i2").tobytes()
+    return float_to_int16(samples).tobytes()
 
 
 _MULAW_BIAS = 0x84
@@ -117,8 +132,7 @@ class StreamEncoder:
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
         if self.fmt is AudioFormat.mulaw:
-            pcm = np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
-            body = pcm16_to_mulaw(pcm)
+            body = pcm16_to_mulaw(float_to_int16(samples))
         else:
             body = float_to_pcm16(samples)
         if self._header_pending:

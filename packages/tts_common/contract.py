@@ -7,8 +7,8 @@ the README describe exactly what is declared here.
 from __future__ import annotations
 
 import unicodedata
-from enum import Enum
-from typing import Any, Literal, Optional, TypeVar
+from enum import StrEnum
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -23,13 +23,13 @@ from pydantic import (
 
 MAX_TEXT_CHARS = 5000
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
-DEFAULT_SAMPLE_RATE = 24000
-MULAW_SAMPLE_RATE = 8000
+DEFAULT_SAMPLE_RATE: Final = 24000
+MULAW_SAMPLE_RATE: Final = 8000
 
 SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
 
 
-class AudioFormat(str, Enum):
+class AudioFormat(StrEnum):
     pcm = "pcm"  # raw signed 16-bit little-endian mono
     wav = "wav"  # streaming WAV header (unknown length), then the same PCM
     mulaw = "mulaw"  # G.711 mu-law, 8 kHz, for telephony
@@ -49,12 +49,10 @@ class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     text: StrictStr = Field(max_length=MAX_TEXT_CHARS)
-    voice: Optional[StrictStr] = Field(
-        default=None, validation_alias=AliasChoices("voice", "speaker")
-    )
+    voice: StrictStr | None = Field(default=None, validation_alias=AliasChoices("voice", "speaker"))
     language: StrictStr = "en"
     format: AudioFormat = AudioFormat.pcm
-    sample_rate: Optional[SampleRate] = None
+    sample_rate: SampleRate | None = None
 
     @field_validator("text")
     @classmethod
@@ -62,12 +60,10 @@ class StreamRequest(BaseModel):
         return check_text(value)
 
     @model_validator(mode="after")
-    def _resolve_sample_rate(self) -> "StreamRequest":
+    def _resolve_sample_rate(self) -> StreamRequest:
         if self.format is AudioFormat.mulaw:
             if self.sample_rate not in (None, MULAW_SAMPLE_RATE):
-                raise FieldError(
-                    "sample_rate", f"mulaw is always {MULAW_SAMPLE_RATE} Hz"
-                )
+                raise FieldError("sample_rate", f"mulaw is always {MULAW_SAMPLE_RATE} Hz")
             self.sample_rate = MULAW_SAMPLE_RATE
         elif self.sample_rate is None:
             self.sample_rate = DEFAULT_SAMPLE_RATE
@@ -98,9 +94,7 @@ def check_text(value: str) -> str:
                 "only tab, line feed and carriage return are allowed"
             )
     if not any(_speakable(char) for char in unicodedata.normalize("NFKC", value)):
-        raise ValueError(
-            "has nothing speakable (only whitespace, zero-width or format characters)"
-        )
+        raise ValueError("has nothing speakable (only whitespace, zero-width or format characters)")
     return value
 
 
@@ -128,7 +122,7 @@ class RequestError(Exception):
         self.errors = errors
 
 
-def _field_name(loc: tuple) -> str:
+def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
@@ -184,12 +178,10 @@ def parse_request(body: bytes, model: type[RequestT]) -> RequestT:
         # Strict: "1.5" is not a number and true is not a sample rate.
         return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
-        body_errors = [
-            e for e in exc.errors(include_url=False) if e["type"] in _BODY_ERRORS and not e["loc"]
-        ]
+        body_errors = [e for e in exc.errors(include_url=False) if e["type"] in _BODY_ERRORS and not e["loc"]]
         if body_errors:
-            raise RequestError(400, [{"field": "body", "message": _body_error(body_errors[0])}])
-        raise RequestError(422, _errors_from_validation(exc))
+            raise RequestError(400, [{"field": "body", "message": _body_error(body_errors[0])}]) from exc
+        raise RequestError(422, _errors_from_validation(exc)) from exc
 
 
 _BODY_ERRORS = frozenset({"json_invalid", "json_type", "model_type"})

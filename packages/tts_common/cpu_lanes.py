@@ -19,14 +19,16 @@ import itertools
 import os
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
+
+from .settings import CpuSettings
 
 
-def default_lanes() -> int:
+def default_lanes(settings: CpuSettings | None = None) -> int:
     """`TTS_CPU_LANES` (config.yaml sets it to the Truss's `resources.cpu`), else
     the cores this process may run on."""
-    value = os.environ.get("TTS_CPU_LANES")
-    return int(value) if value else len(os.sched_getaffinity(0))
+    lanes = (settings or CpuSettings.from_env()).lanes
+    return lanes if lanes is not None else len(os.sched_getaffinity(0))
 
 
 class CpuLanes:
@@ -47,7 +49,7 @@ class CpuLanes:
         self._order = itertools.count()  # equal deadlines: first come, first served
 
     @contextlib.contextmanager
-    def turn(self, deadline: float, most: int = 1) -> Iterator["Turn"]:
+    def turn(self, deadline: float, most: int = 1) -> Iterator[Turn]:
         """Hold lanes for the duration of the block: up to `most` when they are
         free and nobody is waiting (one stream alone may use every core), else
         one. `deadline` is a time.monotonic() value, earlier is more urgent."""
@@ -70,7 +72,7 @@ class CpuLanes:
                 self._busy -= held.lanes
                 self._grant()
 
-    def _shrink(self, turn: "Turn") -> None:
+    def _shrink(self, turn: Turn) -> None:
         with self._lock:
             if turn.lanes > 1 and self._waiting:
                 self._busy -= turn.lanes - 1

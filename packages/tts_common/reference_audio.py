@@ -15,8 +15,8 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 
+from .audio import resample_clip
 from .contract import field_error
 
 MIN_REFERENCE_S = 1.0
@@ -39,10 +39,7 @@ class ReferenceClip:
 
 def to_mono(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """(frames, channels) float samples -> mono float32 at `target_rate`."""
-    mono = np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32)
-    if rate == target_rate:
-        return mono
-    return soxr.resample(mono, rate, target_rate, quality="HQ").astype(np.float32)
+    return resample_clip(np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), rate, target_rate)
 
 
 def decode_reference_wav(encoded: str, target_rate: int, field: str = "speaker_wav") -> ReferenceClip:
@@ -75,8 +72,7 @@ def decode_reference_wav(encoded: str, target_rate: int, field: str = "speaker_w
     if not MIN_REFERENCE_S <= seconds <= MAX_REFERENCE_S:
         raise field_error(
             field,
-            f"is {seconds:.2f} s long; a reference clip must be "
-            f"{MIN_REFERENCE_S:g} to {MAX_REFERENCE_S:g} s",
+            f"is {seconds:.2f} s long; a reference clip must be {MIN_REFERENCE_S:g} to {MAX_REFERENCE_S:g} s",
         )
     try:
         samples, rate = soundfile.read(io.BytesIO(raw), dtype="float32", always_2d=True)

@@ -8,14 +8,18 @@ client saw, while the client sees no internals.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from .contract import RequestError
+from .slots import Busy, ClientGone, SlotGate
+
+logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # Ids we echo back: short and plain, so a header cannot smuggle anything into logs.
@@ -34,20 +38,19 @@ def json_error(
     status: int,
     error: str,
     rid: str,
-    field: Optional[str] = None,
-    errors: Optional[list[dict[str, str]]] = None,
-    headers: Optional[dict[str, str]] = None,
+    field: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"error": error, "field": field, "request_id": rid}
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(
-        status_code=status, content=body, headers={**(headers or {}), REQUEST_ID_HEADER: rid}
-    )
+    return JSONResponse(status_code=status, content=body, headers={**(headers or {}), REQUEST_ID_HEADER: rid})
 
 
 def request_error(exc: RequestError, rid: str) -> JSONResponse:
     """A 4xx naming the field(s) at fault."""
+    logger.info("[%s] rejected request (%s): %s", rid, exc.status, exc)
     return json_error(exc.status, str(exc), rid, exc.errors[0]["field"], exc.errors)
 
 
@@ -58,3 +61,22 @@ def busy(message: str, rid: str) -> JSONResponse:
 def internal_error(what: str, rid: str) -> JSONResponse:
     """A 500 in words that leak nothing; the log holds the traceback under `rid`."""
     return json_error(500, f"{what}; the server log has details under request id {rid}", rid)
+
+
+def client_gone(rid: str) -> Response:
+    """499 (nginx's "client closed request"): nobody reads it; it names the outcome in logs."""
+    return Response(status_code=499, headers={REQUEST_ID_HEADER: rid})
+
+
+async def admit(gate: SlotGate, request: Request, rid: str) -> Response | None:
+    """Wait for one of `gate`'s slots. None once a slot is held (the caller releases
+    it); otherwise the answer for a request that never started: 503 or 499."""
+    try:
+        await gate.acquire(gone=request.is_disconnected)
+    except Busy as exc:
+        logger.info("[%s] %s", rid, exc)
+        return busy(str(exc), rid)
+    except ClientGone:
+        logger.info("[%s] client left while waiting for a slot; never started", rid)
+        return client_gone(rid)
+    return None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Optional
 
 # How often a waiting request checks whether its client is still there.
 GONE_POLL_S = 0.25
@@ -36,9 +35,9 @@ class SlotGate:
     def __init__(self, slots: int, timeout_s: float):
         self.slots = slots
         self.timeout_s = timeout_s
-        self._semaphore: Optional[asyncio.Semaphore] = None
+        self._semaphore: asyncio.Semaphore | None = None
 
-    async def acquire(self, gone: Optional[Callable[[], Awaitable[bool]]] = None) -> None:
+    async def acquire(self, gone: Callable[[], Awaitable[bool]] | None = None) -> None:
         """Wait for a slot in arrival order. `gone()` is polled while waiting: when
         it says the client left, the request leaves the queue (ClientGone) and
         never runs."""
@@ -70,7 +69,7 @@ class SlotGate:
         self._semaphore.release()
 
     @contextlib.asynccontextmanager
-    async def slot(self, gone: Optional[Callable[[], Awaitable[bool]]] = None) -> AsyncIterator[None]:
+    async def slot(self, gone: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[None]:
         await self.acquire(gone)
         try:
             yield

@@ -26,9 +26,9 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 from starlette.requests import Request
@@ -39,7 +39,7 @@ from . import replies
 from .audio import StreamEncoder
 from .contract import AudioFormat, RequestError, StreamRequest, check_body_size, content_type, parse_request
 from .settings import ServingSettings
-from .slots import Busy, ClientGone, SlotGate
+from .slots import SlotGate
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Synthesis:
     """
 
     model_rate: int
-    chunks: Callable[[threading.Event], Iterator[np.ndarray]]
+    chunks: Callable[[threading.Event], Generator[np.ndarray, None, None]]
     # Extra response headers; `chunks` may fill them in before its first chunk.
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -79,7 +79,7 @@ class _Audio:
 _END = object()
 _DISCONNECTED = object()
 _STALLED = object()
-_Item = Union[_Audio, _Failure, object]
+_Item = _Audio | _Failure | object
 
 
 class _Backlog:
@@ -113,7 +113,7 @@ class _Worker:
     """One stream's synthesis thread and what the event loop watches of it."""
 
     def __init__(self) -> None:
-        self.in_model_since: Optional[float] = None  # set while the model computes a chunk
+        self.in_model_since: float | None = None  # set while the model computes a chunk
         self.stalled = False
 
 
@@ -123,7 +123,11 @@ class _AudioResponse(StreamingResponse):
     ends (the body generator may otherwise wait for garbage collection)."""
 
     def __init__(
-        self, content: AsyncIterator[bytes], read_timeout_s: float, on_close: Callable[[], None], **kwargs: Any
+        self,
+        content: AsyncIterator[bytes],
+        read_timeout_s: float,
+        on_close: Callable[[], None],
+        **kwargs: Any,
     ):
         super().__init__(content, **kwargs)
         self._read_timeout_s = read_timeout_s
@@ -133,7 +137,7 @@ class _AudioResponse(StreamingResponse):
         async def send_or_cut(message: Message) -> None:
             try:
                 await asyncio.wait_for(send(message), self._read_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise StreamAborted(f"client took no audio for {self._read_timeout_s:g} s") from None
 
         try:
@@ -168,20 +172,14 @@ class AudioStreamer:
             # Off the event loop: a reference clip's decoding takes real time.
             req, synthesis = await asyncio.to_thread(_validate, body, request_model, prepare)
         except RequestError as exc:
-            logger.info("[%s] rejected request (%s): %s", rid, exc.status, exc)
             return replies.request_error(exc, rid)
         except Exception:
             logger.exception("[%s] preparing the request failed", rid)
             return replies.internal_error("preparing the request failed", rid)
 
-        try:
-            await self._gate.acquire(gone=request.is_disconnected)
-        except Busy as busy:
-            logger.info("[%s] busy: %s", rid, busy)
-            return replies.busy(str(busy), rid)
-        except ClientGone:
-            logger.info("[%s] client left while waiting for a slot; never started", rid)
-            return Response(status_code=499, headers={replies.REQUEST_ID_HEADER: rid})
+        refusal = await replies.admit(self._gate, request, rid)
+        if refusal is not None:
+            return refusal
         return await self._stream(request, req, synthesis, rid)
 
     async def _stream(self, request: Request, req: StreamRequest, synthesis: Synthesis, rid: str) -> Response:
@@ -257,13 +255,14 @@ class AudioStreamer:
             release()
             logger.error(
                 "[%s] synthesis yielded nothing for %g s: stream cut, replica unhealthy until it returns",
-                rid, self.settings.stall_timeout_s,
+                rid,
+                self.settings.stall_timeout_s,
             )
 
         first = await self._next(queue, request, worker)
         if first is _DISCONNECTED:
             cancel.set()
-            return Response(status_code=499, headers={replies.REQUEST_ID_HEADER: rid})
+            return replies.client_gone(rid)
         if first is _STALLED:
             abandon()
             return replies.internal_error("synthesis stalled before its first audio", rid)
@@ -307,7 +306,7 @@ class AudioStreamer:
         while True:
             try:
                 return await asyncio.wait_for(queue.get(), timeout=POLL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if await request.is_disconnected():
                     return _DISCONNECTED
                 since = worker.in_model_since

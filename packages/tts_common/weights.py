@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
-def checkpoint_dir(local_env_var: str, weights_dir: Path, lazy_data: Optional[Any]) -> Path:
+def checkpoint_dir(local_env_var: str, weights_dir: Path, lazy_data: Any | None) -> Path:
     """`$local_env_var` for local runs; else the mounted weights, once downloaded."""
     local = os.environ.get(local_env_var)
     if local:

@@ -9,9 +9,7 @@ SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 DEFAULT_SAMPLE_RATE = 24000
 
 # Fields the plugin itself sets; `extra` may not override them.
-RESERVED_FIELDS = frozenset(
-    {"text", "voice", "speaker", "language", "format", "sample_rate", "description"}
-)
+RESERVED_FIELDS = frozenset({"text", "voice", "speaker", "language", "format", "sample_rate", "description"})
 
 
 @dataclass
@@ -41,9 +39,7 @@ class TTSOptions:
             raise ValueError(f"sample_rate must be one of {SAMPLE_RATES}, got {self.sample_rate!r}")
         clash = RESERVED_FIELDS.intersection(self.extra)
         if clash:
-            raise ValueError(
-                f"extra may not set {sorted(clash)}: use the TTSOptions fields instead"
-            )
+            raise ValueError(f"extra may not set {sorted(clash)}: use the TTSOptions fields instead")
 
     def request_body(self, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {

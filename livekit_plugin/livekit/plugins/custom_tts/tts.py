@@ -13,11 +13,12 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import AsyncIterator
-from typing import Any, Union
+from collections.abc import AsyncGenerator
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import aiohttp
+
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectionError,
@@ -80,7 +81,7 @@ def _final(err: APIError) -> APIError:
     return new
 
 
-class TTS(tts.TTS):
+class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
     def __init__(
         self,
         *,
@@ -183,9 +184,7 @@ class TTS(tts.TTS):
     ) -> ChunkedStream:
         return ChunkedStream(tts=self, input_text=text, conn_options=conn_options)
 
-    def stream(
-        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
-    ) -> SynthesizeStream:
+    def stream(self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> SynthesizeStream:
         stream = SynthesizeStream(tts=self, conn_options=conn_options)
         self._streams.add(stream)
         return stream
@@ -206,7 +205,7 @@ class TTS(tts.TTS):
 
     async def _fetch(
         self, text: str, opts: TTSOptions, conn_options: APIConnectOptions
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """One request: yields the PCM body as it arrives, raises APIError subclasses.
 
         An error after the first byte is never retryable: that audio is already out.
@@ -261,9 +260,7 @@ class TTS(tts.TTS):
                 message = f"TTS request to {self.provider} failed"
             raise APIConnectionError(message, retryable=received == 0) from e
         except Exception as e:  # e.g. a closed session: still an APIError to the pipeline
-            raise APIConnectionError(
-                f"TTS request failed ({type(e).__name__})", retryable=False
-            ) from e
+            raise APIConnectionError(f"TTS request failed ({type(e).__name__})", retryable=False) from e
 
 
 async def _status_error(resp: aiohttp.ClientResponse) -> APIStatusError:
@@ -310,6 +307,16 @@ def _check_audio_response(resp: aiohttp.ClientResponse, sample_rate: int) -> Non
         )
 
 
+def _initialize(output_emitter: tts.AudioEmitter, opts: TTSOptions, stream: bool) -> None:
+    output_emitter.initialize(
+        request_id=utils.shortuuid(),
+        sample_rate=opts.sample_rate,
+        num_channels=NUM_CHANNELS,
+        mime_type="audio/pcm",
+        stream=stream,
+    )
+
+
 class ChunkedStream(tts.ChunkedStream):
     """One utterance, one request; PCM goes to the emitter as it arrives."""
 
@@ -319,12 +326,7 @@ class ChunkedStream(tts.ChunkedStream):
         self._opts = _snapshot(tts._opts)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=self._opts.sample_rate,
-            num_channels=NUM_CHANNELS,
-            mime_type="audio/pcm",
-        )
+        _initialize(output_emitter, self._opts, stream=False)
         pushed = 0
         try:
             chunks = self._tts._fetch(self._input_text, self._opts, self._conn_options)
@@ -342,7 +344,7 @@ class ChunkedStream(tts.ChunkedStream):
         # the final frame, where a flush first would add a 10 ms silent marker.
 
 
-_Chunk = Union[bytes, APIError, None]  # None: the sentence's audio is complete
+_Chunk = bytes | APIError | None  # None: the sentence's audio is complete
 
 
 class _Sentence:
@@ -375,13 +377,7 @@ class SynthesizeStream(tts.SynthesizeStream):
         self._tts._streams.discard(self)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=self._opts.sample_rate,
-            num_channels=NUM_CHANNELS,
-            mime_type="audio/pcm",
-            stream=True,
-        )
+        _initialize(output_emitter, self._opts, stream=True)
         # One sentence stream per segment: a segment's sentences are exactly what its
         # stream yields before it closes, so segment ends stay in text order.
         segments: asyncio.Queue[tokenize.SentenceStream | None] = asyncio.Queue()

@@ -4,12 +4,14 @@ import json
 import os
 import threading
 import time
-from typing import Iterator, Optional
+from collections.abc import Generator, Iterator
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
 from tts_common.contract import StreamRequest
 from tts_common.settings import ServingSettings
 from tts_common.streaming import AudioStreamer, Synthesis
@@ -20,10 +22,10 @@ RATE = 16000
 class FaultRequest(StreamRequest):
     chunks: int = Field(default=5, ge=1, le=10000)
     chunk_ms: int = Field(default=100, ge=1, le=1000)
-    fail_after: Optional[int] = Field(default=None, ge=0)
+    fail_after: int | None = Field(default=None, ge=0)
     # Before chunk `hang_after`, block for `hang_s` seconds ignoring cancellation:
     # a wedged model, for the watchdog.
-    hang_after: Optional[int] = Field(default=None, ge=0)
+    hang_after: int | None = Field(default=None, ge=0)
     hang_s: float = Field(default=0.0, ge=0.0, le=60.0)
     fast: bool = False  # produce chunks without waiting their duration
     tag: str = ""  # names this request in the event log
@@ -32,21 +34,22 @@ class FaultRequest(StreamRequest):
 def _tone(index: int, chunk_ms: int) -> np.ndarray:
     n = RATE * chunk_ms // 1000
     t = (np.arange(n) + index * n) / RATE
-    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    tone: np.ndarray = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return tone
 
 
 class Model:
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         self._secrets = kwargs.get("secrets")
         self._streamer = AudioStreamer(ServingSettings.from_env())
         self._events = os.environ.get("FAULT_EVENTS_PATH")
 
-    def _log(self, **event) -> None:
+    def _log(self, **event: Any) -> None:
         if self._events:
             with open(self._events, "a") as f:
                 f.write(json.dumps({"t": time.time(), **event}) + "\n")
 
-    def _chunks(self, req: FaultRequest, cancel: threading.Event) -> Iterator[np.ndarray]:
+    def _chunks(self, req: FaultRequest, cancel: threading.Event) -> Generator[np.ndarray, None, None]:
         produced = 0
         self._log(event="started", tag=req.tag, of=req.chunks)
         try:
@@ -69,20 +72,19 @@ class Model:
     def is_healthy(self) -> bool:
         return self._streamer.healthy()
 
-    async def predict(self, request: Request) -> Response:
+    async def predict(self, request: Request) -> Response | Iterator[bytes]:
         if request.url.query == "env":
             # Lets tests see config.yaml's environment_variables and secrets applied.
-            return JSONResponse({
-                "greeting": os.environ.get("FAULT_MODEL_GREETING"),
-                "secret": self._secrets["fault_token"] if self._secrets else None,
-            })
+            return JSONResponse(
+                {
+                    "greeting": os.environ.get("FAULT_MODEL_GREETING"),
+                    "secret": self._secrets["fault_token"] if self._secrets else None,
+                }
+            )
         if request.url.query == "native":  # through truss's own generator handling instead
             req = FaultRequest.model_validate_json(await request.body())
             never = threading.Event()
-            return (
-                (np.clip(c, -1, 1) * 32767).astype("<i2").tobytes()
-                for c in self._chunks(req, never)
-            )
+            return ((np.clip(c, -1, 1) * 32767).astype("<i2").tobytes() for c in self._chunks(req, never))
         return await self._streamer.respond(
             request,
             FaultRequest,

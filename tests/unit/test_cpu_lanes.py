@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+
 from tts_common.cpu_lanes import CpuLanes
 
 

@@ -9,16 +9,15 @@ queue, 1 s of audio ahead of the reader, 3 s read timeout, 2 s stall timeout,
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import uuid
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 import requests
 from audio_checks import pcm16
+from raw_http import open_unread
 from test_streaming_faults import assert_cut_mid_stream, events, read_all
 from test_xtts_streaming import TEXT, tone, wav_b64
 
@@ -33,18 +32,9 @@ def rss_bytes(server) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def open_unread(server, body: dict, rcvbuf: int = 4096) -> socket.socket:
-    """POST `body` over a raw socket with a small receive buffer, and read nothing."""
-    url = urlsplit(server.predict_url)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.connect((url.hostname, url.port))
-    data = json.dumps(body).encode()
-    sock.sendall(
-        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n".encode() + data
-    )
-    return sock
+def unread(server, body: dict) -> socket.socket:
+    """`body` POSTed with a small receive buffer, and nothing read."""
+    return open_unread(server.predict_url, body, rcvbuf=4096)
 
 
 def stopped(server, tag: str, within_s: float) -> dict:
@@ -72,7 +62,7 @@ def wait_ready(server, within_s: float) -> float:
 def test_unread_stream_is_held_back_then_cut_and_its_slot_freed(faults):
     tag = uuid.uuid4().hex
     # 1000 s of audio that the model could produce in well under a second.
-    sock = open_unread(faults, {"text": "x", "chunks": 10000, "fast": True, "tag": tag})
+    sock = unread(faults, {"text": "x", "chunks": 10000, "fast": True, "tag": tag})
     try:
         event = stopped(faults, tag, within_s=15)
     finally:
@@ -109,9 +99,7 @@ def test_unread_piper_streams_keep_memory_bounded(piper):
     text = ("This sentence is repeated to make a long request for the server. " * 80)[:5000]
     requests.post(piper.predict_url, json={"text": "Warm up."}, timeout=60)
     before = rss_bytes(piper)
-    socks = [
-        open_unread(piper, {"text": text, "speed": 0.5, "sample_rate": 48000}) for _ in range(8)
-    ]
+    socks = [unread(piper, {"text": text, "speed": 0.5, "sample_rate": 48000}) for _ in range(8)]
     try:
         peak = before
         for _ in range(15):
@@ -138,7 +126,7 @@ def test_a_waiter_whose_client_left_never_starts(faults):
     ) as holder:
         holding = holder.iter_content(chunk_size=1024)
         next(holding)
-        waiter = open_unread(faults, {"text": "x", "chunks": 5, "tag": waiter_tag})
+        waiter = unread(faults, {"text": "x", "chunks": 5, "tag": waiter_tag})
         time.sleep(0.3)  # queued behind the holder (the queue timeout is 1 s)
         waiter.close()
         b"".join(holding)
@@ -161,9 +149,7 @@ def test_a_stalled_stream_is_cut_and_readiness_fails_until_the_model_returns(fau
 
 
 def test_a_stall_before_the_first_audio_is_a_500(faults):
-    r = requests.post(
-        faults.predict_url, json={"text": "x", "hang_after": 0, "hang_s": 5}, timeout=30
-    )
+    r = requests.post(faults.predict_url, json={"text": "x", "hang_after": 0, "hang_s": 5}, timeout=30)
     assert r.status_code == 500
     assert "stalled" in r.json()["error"]
     wait_ready(faults, within_s=15)

@@ -18,8 +18,13 @@ def events(server) -> list[dict]:
     return [json.loads(line) for line in server.events_path.read_text().splitlines()]
 
 
+def open_stream(server, body: dict) -> requests.Response:
+    """POST `body`; the response streams (use it as a context manager)."""
+    return requests.post(server.predict_url, json=body, stream=True, timeout=60)
+
+
 def read_all(server, body) -> tuple[int, bytes]:
-    with requests.post(server.predict_url, json=body, stream=True, timeout=60) as r:
+    with open_stream(server, body) as r:
         return r.status_code, b"".join(r.iter_content(chunk_size=None))
 
 
@@ -35,7 +40,7 @@ def test_baseline_truss_generator_hides_a_mid_stream_failure(faults):
 
 def assert_cut_mid_stream(server, body) -> None:
     """A 200 whose chunked body breaks off: an incomplete read, never a clean end."""
-    with requests.post(server.predict_url, json=body, stream=True, timeout=60) as r:
+    with open_stream(server, body) as r:
         assert r.status_code == 200
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             b"".join(r.iter_content(chunk_size=None))
@@ -54,12 +59,7 @@ def test_failure_before_audio_is_a_500_with_json(faults):
 
 def test_disconnect_stops_generation_and_frees_the_slot(faults):
     """TTS_MAX_STREAMS is 1: after the client leaves, the next caller gets the slot."""
-    with requests.post(
-        faults.predict_url,
-        json={"text": "x", "chunks": 300, "chunk_ms": 100},
-        stream=True,
-        timeout=60,
-    ) as r:
+    with open_stream(faults, {"text": "x", "chunks": 300, "chunk_ms": 100}) as r:
         assert r.status_code == 200
         next(r.iter_content(chunk_size=1024))
         left_at = time.time()
@@ -78,9 +78,7 @@ def test_disconnect_stops_generation_and_frees_the_slot(faults):
 
 
 def test_busy_server_answers_503_after_a_bounded_wait(faults):
-    with requests.post(
-        faults.predict_url, json={"text": "x", "chunks": 40, "chunk_ms": 100}, stream=True, timeout=60
-    ) as holder:
+    with open_stream(faults, {"text": "x", "chunks": 40, "chunk_ms": 100}) as holder:
         assert holder.status_code == 200
         # Keep the iterator: dropping it makes urllib3 close the connection.
         holding = holder.iter_content(chunk_size=1024)

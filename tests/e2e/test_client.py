@@ -12,9 +12,7 @@ CALL = [sys.executable, str(REPO / "client" / "call.py")]
 
 
 def run(*args, env=None, timeout=120):
-    return subprocess.run(
-        [*CALL, *args], capture_output=True, timeout=timeout, env=env or os.environ.copy()
-    )
+    return subprocess.run([*CALL, *args], capture_output=True, timeout=timeout, env=env or os.environ.copy())
 
 
 def test_out_writes_a_playable_wav(piper, tmp_path):
@@ -29,8 +27,18 @@ def test_out_writes_a_playable_wav(piper, tmp_path):
         samples = pcm16(w.readframes(w.getnframes()))
     assert_speech_like(samples, 16000, words=len(text.split()))
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate",
-         "-of", "csv=p=0", str(out)], capture_output=True, text=True,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate",
+            "-of",
+            "csv=p=0",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert probe.stdout.strip() == "pcm_s16le,16000"
 
@@ -69,8 +77,9 @@ def test_missing_ffplay_says_how_to_fix_it(piper):
 
 def test_stream_cut_short_is_an_error_and_leaves_no_file(faults, tmp_path):
     out = tmp_path / "cut.wav"
-    result = run("x", "--url", faults.base_url, "--out", str(out),
-                 "--field", "chunks=10", "--field", "fail_after=3")
+    result = run(
+        "x", "--url", faults.base_url, "--out", str(out), "--field", "chunks=10", "--field", "fail_after=3"
+    )
     assert result.returncode == 5
     assert b"cut short" in result.stderr
     assert not out.exists()

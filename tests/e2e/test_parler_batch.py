@@ -18,10 +18,10 @@ import requests
 from conftest import REPO
 from truss.base.truss_config import TrussConfig
 from truss.truss_handle.truss_handle import TrussHandle
-from tts_common.contract import SAMPLE_RATES
 
 from local_truss.paths import cache_dir
 from local_truss.server import LocalTrussServer
+from tts_common.contract import SAMPLE_RATES
 
 TRUSS = REPO / "parler-batch"
 EOS_LOGIT = 2.0
@@ -31,7 +31,8 @@ MAX_SAMPLES = 28 * HOP
 MAX_ITEMS = 16  # parler-batch/config.yaml model_metadata.max_batch_items
 
 DESCRIPTIONS = [
-    "Jon's voice is monotone yet slightly fast in delivery, with a very close recording that almost has no background noise.",
+    "Jon's voice is monotone yet slightly fast in delivery, with a very close recording "
+    "that almost has no background noise.",
     "A female speaker delivers a slightly expressive and animated speech with a moderate speed and pitch.",
     "Laura speaks with a high-pitched voice at a moderate pace, and the recording is very clear.",
     "A male speaker with a low-pitched voice speaks slowly in a very confined sounding environment.",
@@ -40,7 +41,8 @@ DESCRIPTIONS = [
 TEXTS = [
     "Hi.",
     "Good morning, sir. How can I help you?",
-    "It was a bright cold day in April, and the clocks were striking thirteen, so we went to the train station.",
+    "It was a bright cold day in April, and the clocks were striking thirteen, "
+    "so we went to the train station.",
     "Thank you very much for listening.",
     "The weather today is sunny with a light breeze from the west.",
 ]
@@ -94,7 +96,13 @@ def parler_python():
 def parler_checkpoint(parler_python):
     out = cache_dir() / "models" / f"tiny-parler-eos{EOS_LOGIT:g}-s0"
     subprocess.run(
-        [str(parler_python), str(REPO / "tests/fixtures/tiny_parler.py"), str(out), "--eos-logit", str(EOS_LOGIT)],
+        [
+            str(parler_python),
+            str(REPO / "tests/fixtures/tiny_parler.py"),
+            str(out),
+            "--eos-logit",
+            str(EOS_LOGIT),
+        ],
         check=True,
     )
     return out
@@ -102,7 +110,9 @@ def parler_checkpoint(parler_python):
 
 @pytest.fixture(scope="session")
 def parler(serve, parler_checkpoint):
-    return serve("parler-batch", extra_env={"PARLER_MODEL_DIR": str(parler_checkpoint), "HF_HUB_OFFLINE": "1"})
+    return serve(
+        "parler-batch", extra_env={"PARLER_MODEL_DIR": str(parler_checkpoint), "HF_HUB_OFFLINE": "1"}
+    )
 
 
 def post(server, body) -> requests.Response:
@@ -163,7 +173,7 @@ def test_item_is_independent_of_its_batch_mates(parler):
 def test_same_seed_twice_gives_the_same_audio_and_another_seed_does_not(parler):
     body = {"items": [item(0, 42), item(3, 43)], "sample_rate": 24000}
     a, b = post(parler, body).json()["items"], post(parler, body).json()["items"]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x["codes_sha256"] == y["codes_sha256"]
         assert np.array_equal(decode(x), decode(y))
     c = post(parler, {**item(0, 4242), "sample_rate": 24000}).json()
@@ -215,6 +225,7 @@ BAD_INPUTS = [
     ({"items": [OK, {"text": TEXTS[1]}]}, "items.1.description"),
     ({"items": [OK, OK, {"description": DESCRIPTIONS[2]}]}, "items.2.text"),
     ({"items": [OK, {**OK, "text": "   "}]}, "items.1.text"),
+    ({**OK, "description": "\u200b\u200c"}, "description"),  # nothing speakable
     ({"items": []}, "items"),
     (TOO_MANY, "items"),
     ({"items": OK}, "items"),
@@ -257,7 +268,8 @@ def test_oversized_batch_is_refused_by_count(parler):
 
 
 @pytest.mark.parametrize(
-    "raw", [b"{oops", b"[1, 2]", b"\xff\xfe", b'{"items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+    "raw",
+    [b"{oops", b"[1, 2]", b"\xff\xfe", b'{"items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
     ids=["not-json", "array", "not-utf8", "deeply-nested"],
 )
 def test_non_json_bodies_get_400(parler, raw):
@@ -272,4 +284,3 @@ def test_server_stays_healthy_after_bad_input(parler):
         assert post(parler, body).status_code == 422
     r = post(parler, {"items": [OK, item(2, 2)]})
     assert r.status_code == 200 and len(r.json()["items"]) == 2
-

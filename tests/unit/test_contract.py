@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from tts_common.contract import (
     DEFAULT_SAMPLE_RATE,
     MAX_TEXT_CHARS,

@@ -2,11 +2,12 @@
 
 import io
 import struct
-import wave
 import warnings
+import wave
 
 import numpy as np
 import pytest
+
 from tts_common.audio import StreamEncoder, mulaw_to_pcm16, pcm16_to_mulaw, wav_header
 from tts_common.contract import AudioFormat
 
@@ -28,7 +29,7 @@ def test_streaming_wav_header_parses_with_the_standard_library():
     reader = wave.open(io.BytesIO(wav_header(24000) + pcm))
     assert (reader.getnchannels(), reader.getsampwidth(), reader.getframerate()) == (1, 2, 24000)
     assert reader.readframes(10_000) == pcm
-    riff_size, = struct.unpack("<I", wav_header(24000)[4:8])
+    (riff_size,) = struct.unpack("<I", wav_header(24000)[4:8])
     assert riff_size == 0xFFFFFFFF  # unknown length: the body is streamed
 
 

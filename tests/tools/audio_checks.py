@@ -13,6 +13,4 @@ def assert_speech_like(samples: np.ndarray, rate: int, words: int) -> None:
     seconds = len(samples) / rate
     rms = float(np.sqrt(np.mean(samples**2)))
     assert rms > 0.01, f"audio is (near) silence: rms={rms:.4f}"
-    assert 0.15 * words < seconds < 1.0 * words + 1.0, (
-        f"{seconds:.2f} s is implausible for {words} words"
-    )
+    assert 0.15 * words < seconds < 1.0 * words + 1.0, f"{seconds:.2f} s is implausible for {words} words"

@@ -86,8 +86,14 @@ def plan_for(build: Path, env: dict) -> cpu_torch.TorchPlan:
 def test_fresh_machine_fetches_torch_alone_from_the_cpu_index(tmp_path, isolated_pip):
     # pip's default index, as a new user's pip has it: no +cpu build there.
     plan = plan_for(build_dir(tmp_path, f"torch=={PUBLIC_VERSION}\n"), isolated_pip)
-    assert plan.prefetch_args == ["install", "--no-deps", "-q", "--index-url",
-                             cpu_torch.DEFAULT_INDEX_URL, PIN]
+    assert plan.prefetch_args == [
+        "install",
+        "--no-deps",
+        "-q",
+        "--index-url",
+        cpu_torch.DEFAULT_INDEX_URL,
+        PIN,
+    ]
     assert plan.constraints == ["-c", str(cpu_torch.CPU_CONSTRAINTS)]
     assert plan.source == cpu_torch.DEFAULT_INDEX_URL
 
@@ -142,8 +148,14 @@ def test_environment_gets_torch_alone_from_the_cpu_index(tmp_path, isolated_pip,
     build = build_dir(tmp_path, f"-i {truss_index}\ntorch=={PUBLIC_VERSION}\n")
     python = environment.ensure_environment("tiny", build)
     installed = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('torch'), m.version('torchdep'))"],
-        capture_output=True, text=True, check=True,
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m; print(m.version('torch'), m.version('torchdep'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert installed == [VERSION, "1.0"]
     assert f"torch: {cpu_index}" in (python.parent.parent / ".complete").read_text()
