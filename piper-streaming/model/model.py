@@ -15,7 +15,6 @@ from piper.config import PiperConfig
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
-from tts_common.audio import trim_silence
 from tts_common.contract import StreamRequest, field_error
 from tts_common.cpu_lanes import CpuLanes, default_lanes
 from tts_common.streaming import AudioStreamer, Synthesis
@@ -28,17 +27,14 @@ except ImportError:  # imported with model/ itself on sys.path
 
 logger = logging.getLogger(__name__)
 
-# The first sentence is cut after its first phrase (at most this many words) so
-# the first audio is ready sooner; the rest is synthesized while it plays.
-FIRST_PHRASE_MAX_WORDS = 5
-# Inside a sentence cut in two, the pause between the halves is kept this short.
-PHRASE_PAUSE_TRAIL_S = 0.08
-PHRASE_PAUSE_LEAD_S = 0.02
+# Each sentence is synthesized whole, as piper itself does; only a sentence
+# longer than this is split, at its own punctuation (tts_common/text.py), which
+# bounds the prior (one ONNX run over the whole sentence, before its first audio).
+MAX_SENTENCE_CHARS = 400
 # Chunks, in latent frames (256 samples, 11.6 ms each): a small first chunk so
 # audio starts early, then doubling up to LARGEST. Every chunk is one ONNX run
 # that another stream may have to wait for, so they stay short (64 frames: about
-# 70 ms on one core). The last chunk of a sentence holds at least its trailing
-# silence (at most ~0.3 s), which is trimmed where a sentence was cut in two.
+# 70 ms on one core).
 FIRST_CHUNK_FRAMES = 20
 LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
 LARGEST_CHUNK_FRAMES = 64
@@ -93,8 +89,8 @@ class Model:
 
     def _sentence_audio(
         self, ids: list[int], scales, first_chunk: int, deadline: Callable[[], float]
-    ) -> Iterator[tuple[np.ndarray, bool]]:
-        """One sentence's audio as (chunk, is_last), its ONNX runs on a CPU lane
+    ) -> Iterator[np.ndarray]:
+        """One sentence's audio, chunk by chunk, its ONNX runs on a CPU lane
         (every free lane when the stream is alone). piper clips the same way;
         its per-sentence peak normalisation is left out so every sentence has
         the same level."""
@@ -102,7 +98,7 @@ class Model:
         with contextlib.ExitStack() as stack:
             turn = stack.enter_context(lanes.turn(deadline(), most))
             if not vits.streams:
-                yield np.clip(vits.synthesize(ids, scales, turn.lanes), -1.0, 1.0), True
+                yield np.clip(vits.synthesize(ids, scales, turn.lanes), -1.0, 1.0)
                 return
             latents = vits.latents(ids, scales, turn.lanes)
             plan = frame_chunks(
@@ -121,14 +117,14 @@ class Model:
                     else:
                         turn.share()
                 audio = vits.decode(latents, start, end, turn.lanes)
-                yield np.clip(audio, -1.0, 1.0), index == len(plan) - 1
+                yield np.clip(audio, -1.0, 1.0)
 
     def _prepare(self, req: PiperRequest) -> Synthesis:
         if req.voice not in (None, self._voice_name):
             raise field_error("voice", f"unknown voice {req.voice!r}; available: {self._voice_name}")
         if req.language != "en":
             raise field_error("language", f"unsupported language {req.language!r}; available: en")
-        segments = plan_segments(req.text, max_head_words=FIRST_PHRASE_MAX_WORDS)
+        segments = plan_segments(req.text, max_chars=MAX_SENTENCE_CHARS)
         scales = self._scales(req.speed)
         rate = self._voice.config.sample_rate
 
@@ -139,28 +135,18 @@ class Model:
             # serve the most urgent stream first.
             deadline = lambda: started + produced[0] / rate  # noqa: E731
             first_chunk = FIRST_CHUNK_FRAMES
-            previous_continues = False
             for segment in segments:
-                sentences = self._phoneme_ids(segment.text)
-                for number, ids in enumerate(sentences):
-                    # a sentence cut in two keeps only a short pause at the cut
-                    trim_lead = previous_continues and number == 0
-                    trim_trail = segment.continues and number == len(sentences) - 1
+                for ids in self._phoneme_ids(segment):
                     # closing: a stream stopped mid-sentence hands its lane back at once
                     with contextlib.closing(
                         self._sentence_audio(ids, scales, first_chunk, deadline)
                     ) as pieces:
-                        for index, (audio, last) in enumerate(pieces):
+                        for audio in pieces:
                             if cancel.is_set():
                                 return
-                            if trim_lead and index == 0:
-                                audio = trim_silence(audio, rate, keep_lead_s=PHRASE_PAUSE_LEAD_S)
-                            if trim_trail and last:
-                                audio = trim_silence(audio, rate, keep_trail_s=PHRASE_PAUSE_TRAIL_S)
                             produced[0] += len(audio)
                             yield audio
                     first_chunk = LATER_FIRST_CHUNK_FRAMES
-                previous_continues = segment.continues
 
         return Synthesis(model_rate=rate, chunks=chunks)
 
