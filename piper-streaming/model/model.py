@@ -32,10 +32,13 @@ logger = logging.getLogger(__name__)
 # bounds the prior (one ONNX run over the whole sentence, before its first audio).
 MAX_SENTENCE_CHARS = 400
 # Chunks, in latent frames (256 samples, 11.6 ms each): a small first chunk so
-# audio starts early, then doubling up to LARGEST. Every chunk is one ONNX run
-# that another stream may have to wait for, so they stay short (64 frames: about
-# 70 ms on one core).
-FIRST_CHUNK_FRAMES = 20
+# audio starts early, then doubling up to LARGEST. First audio costs the prior
+# of the whole sentence, then the flow over FIRST + 12 + 33 frames and the
+# decoder over FIRST + 12 (their context); 12 frames (139 ms of audio) still
+# give the second chunk time to follow. Every chunk is one ONNX run that another
+# stream may have to wait for, so they stay short (64 frames: about 70 ms on one
+# core).
+FIRST_CHUNK_FRAMES = 12
 LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
 LARGEST_CHUNK_FRAMES = 64
 SMALLEST_LAST_CHUNK_FRAMES = 40
