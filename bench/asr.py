@@ -50,7 +50,7 @@ def main() -> None:
     whisper = WhisperModel(str(whisper_dir()), device="cpu", compute_type="int8", cpu_threads=2)
     sphinx = Decoder(samprate=RATE)
     items = manifest["items"]
-    for item in items:
+    for number, item in enumerate(items, 1):
         pcm = np.fromfile(item["path"], dtype="<i2")
         # deterministic decoding (no temperature fallback), no context between items
         segments, _ = whisper.transcribe(pcm.astype(np.float32) / 32768, language="en", beam_size=5,
@@ -61,6 +61,8 @@ def main() -> None:
         sphinx.process_raw(pcm.tobytes(), full_utt=True)
         sphinx.end_utt()
         item["pocketsphinx"] = sphinx.hyp().hypstr if sphinx.hyp() else ""
+        if number % 50 == 0:
+            print(f"transcribed {number}/{len(items)}", file=sys.stderr, flush=True)
     print(json.dumps({"wer": pooled_wer(items, ("variant",)),
                       "wer_by_rendition": pooled_wer(items, ("variant", "rendition")), "items": items}))
 

@@ -131,7 +131,7 @@ def main() -> None:
         manifest = Path(tmp) / "manifest.json"
         manifest.write_text(json.dumps({"items": items}))
         out = subprocess.run([str(asr), str(REPO / "bench" / "asr.py"), str(manifest)],
-                             capture_output=True, text=True, check=True).stdout
+                             stdout=subprocess.PIPE, text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     items = result["items"]
     by = result["wer_by_rendition"]
