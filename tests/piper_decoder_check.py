@@ -22,7 +22,7 @@ from model.model import (  # noqa: E402
 )
 
 TEXTS = {
-    "phrase": "This is a test,",
+    "short": "Two blue fish swam in the tank.",
     "sentence": "This is a test of the real-time text-to-speech synthesis system.",
     "long": (
         "Voice agents need speech that starts quickly and keeps flowing, sentence after "

@@ -76,4 +76,4 @@ def test_a_sentence_starts_small_and_streams_in_several_chunks(report):
     assert len(sizes) >= 3
     assert sizes[0] == constants["first"]
     assert sizes[0] < sizes[1] and max(sizes) <= constants["largest"] + constants["smallest_last"]
-    assert sizes[-1] >= constants["smallest_last"]  # holds the trailing silence that gets trimmed
+    assert sizes[-1] >= constants["smallest_last"]

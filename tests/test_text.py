@@ -1,6 +1,6 @@
-"""Sentence and phrase splitting."""
+"""The text plan: sentences spoken whole, split only past the model's limit."""
 
-from tts_common.text import plan_segments, split_first_phrase, split_long, split_sentences
+from tts_common.text import plan_segments, split_long, split_sentences
 
 
 def test_sentences_keep_abbreviations_and_decimals():
@@ -17,51 +17,48 @@ def test_newlines_end_sentences():
     assert split_sentences("Title\nBody text here") == ["Title", "Body text here"]
 
 
-def texts(segments):
-    return [s.text for s in segments]
-
-
-def test_first_phrase_splits_at_punctuation_with_enough_words():
-    assert texts(split_first_phrase("Well, that is fine.")) == ["Well, that is fine."]
-    split = split_first_phrase("When the sun sets, we all go home.")
-    assert texts(split) == ["When the sun sets,", "we all go home."]
-    assert [s.continues for s in split] == [True, False]
-    assert texts(split_first_phrase("No pause in this sentence at all.")) == [
-        "No pause in this sentence at all."
+def test_each_sentence_is_spoken_whole_as_written():
+    text = (
+        "This is a test of the real-time text-to-speech synthesis system. "
+        "When the sun sets, we all go home. Two blue fish swam in the tank."
+    )
+    assert plan_segments(text, max_chars=400) == [
+        "This is a test of the real-time text-to-speech synthesis system.",
+        "When the sun sets, we all go home.",
+        "Two blue fish swam in the tank.",
     ]
 
 
-def test_unpunctuated_first_phrase_splits_before_a_phrase_starter():
-    sentence = "This is a test of the real-time text-to-speech synthesis system."
-    assert texts(split_first_phrase(sentence, max_head_words=5)) == [
-        "This is a test,",  # comma: spoken as a continuation, not a sentence end
-        "of the real-time text-to-speech synthesis system.",
-    ]
-    # No phrase starter early enough: the sentence stays whole.
-    whole = "The quick brown fox jumps over the lazy dog."
-    assert texts(split_first_phrase(whole, max_head_words=4)) == [whole]
-    # Too short a tail: no split.
-    assert texts(split_first_phrase("This is a test of it.", max_head_words=5)) == [
-        "This is a test of it."
-    ]
+def test_a_sentence_at_the_limit_stays_whole():
+    sentence = "Well, this sentence has commas, and it is exactly as long as the limit."
+    assert plan_segments(sentence, max_chars=len(sentence)) == [sentence]
+    assert len(plan_segments(sentence, max_chars=len(sentence) - 1)) > 1
 
 
-def test_long_sentences_are_bounded_and_lose_no_words():
+def test_a_long_sentence_splits_at_its_own_punctuation():
+    clauses = ["the first clause of a long sentence,", "then a second one that goes on;",
+               "a third: with a colon inside it,", "and a last one to end it."]
+    sentence = " ".join(clauses)
+    parts = split_long(sentence, 70)
+    assert all(len(p) <= 70 for p in parts)
+    # every cut is right after punctuation the sentence has, and nothing is added
+    assert all(p[-1] in ",;:." for p in parts)
+    assert " ".join(parts) == sentence
+
+
+def test_a_clause_longer_than_the_limit_is_cut_between_words():
     sentence = ", ".join(["word " * 12] * 10).strip()
     parts = split_long(sentence, 100)
     assert all(len(p) <= 100 for p in parts)
     assert " ".join(parts).split() == sentence.split()
+    assert all(not p.endswith(" ") and not p.startswith(" ") for p in parts)
 
 
 def test_plan_keeps_text_order_and_every_word():
     text = "First sentence here, with a phrase break. Second one! And a third?"
-    segments = plan_segments(text)
-    assert segments[0].text == "First sentence here,"
-    assert " ".join(texts(segments)).split() == text.split()
-    assert [s.continues for s in segments] == [True, False, False, False]
-
-
-def test_long_sentence_parts_continue_their_sentence():
-    sentence = ", ".join(["word " * 12] * 10).strip() + "."
-    segments = plan_segments(sentence + " Next.", max_chars=100, early_phrase=False)
-    assert all(s.continues for s in segments[:-2]) and not segments[-2].continues
+    segments = plan_segments(text, max_chars=400)
+    assert segments == ["First sentence here, with a phrase break.", "Second one!", "And a third?"]
+    long = ", ".join(["word " * 12] * 10).strip() + "."
+    segments = plan_segments(long + " Next.", max_chars=100)
+    assert " ".join(segments).split() == (long + " Next.").split()
+    assert segments[-1] == "Next."

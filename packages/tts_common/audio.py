@@ -86,30 +86,6 @@ def mulaw_to_pcm16(data: bytes) -> np.ndarray:
     return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
 
 
-def trim_silence(
-    samples: np.ndarray,
-    rate: int,
-    keep_lead_s: float | None = None,
-    keep_trail_s: float | None = None,
-    threshold: float = 0.01,
-) -> np.ndarray:
-    """Shorten leading/trailing near-silence to at most the given durations.
-
-    Used where one sentence is synthesized in two pieces: each piece comes with
-    the silence a model puts around a whole utterance, and two of those in a row
-    make a pause no speaker would make mid-sentence. None leaves that end alone.
-    """
-    loud = np.flatnonzero(np.abs(samples) > threshold)
-    if loud.size == 0:
-        return samples
-    start, end = 0, len(samples)
-    if keep_lead_s is not None:
-        start = max(0, int(loud[0]) - int(keep_lead_s * rate))
-    if keep_trail_s is not None:
-        end = min(len(samples), int(loud[-1]) + 1 + int(keep_trail_s * rate))
-    return samples[start:end]
-
-
 class StreamEncoder:
     """Turns a model's float chunks into the requested wire format, chunk by chunk.
 

@@ -1,9 +1,14 @@
-"""Text splitting: sentences first, then an early phrase so audio can start sooner."""
+"""Text plan: sentences, each spoken whole.
+
+A model synthesizes one sentence at a time, exactly as written: no sentence is cut
+into separately spoken pieces and no punctuation is added or removed. Only a
+sentence longer than the model takes in one piece is split, at its own clause
+punctuation (or, where even a clause is too long, between words).
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 # Abbreviations whose trailing period does not end a sentence.
 _ABBREVIATIONS = {
@@ -12,7 +17,8 @@ _ABBREVIATIONS = {
     "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "a.m", "p.m",
 }
 _SENTENCE_END = re.compile(r"([.!?\u2026]+[\"')\]]*)(\s+)")
-_PHRASE_BREAK = re.compile(r"([,;:\u2014]|\s[-\u2013]\s)\s*")
+# A clause break the text has: the space after a comma, semicolon, colon or dash.
+_CLAUSE_BREAK = re.compile(r"(?<=[,;:\u2014])\s+")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -32,17 +38,15 @@ def split_sentences(text: str) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
-def _words(text: str) -> int:
-    return len(text.split())
-
-
 def split_long(sentence: str, max_chars: int) -> list[str]:
-    """Split a sentence longer than max_chars at phrase breaks, then at spaces."""
+    """A sentence of at most max_chars as it is; a longer one in as few pieces
+    of at most max_chars as its clause breaks allow, a clause still too long
+    cut between words. Every character but the spaces at a cut is kept."""
     if len(sentence) <= max_chars:
         return [sentence]
     parts: list[str] = []
     current = ""
-    for piece in re.split(r"(?<=[,;:\u2014])\s+", sentence):
+    for piece in _CLAUSE_BREAK.split(sentence):
         while len(piece) > max_chars:
             cut = piece.rfind(" ", 0, max_chars)
             cut = cut if cut > 0 else max_chars
@@ -61,56 +65,7 @@ def split_long(sentence: str, max_chars: int) -> list[str]:
     return [p for p in parts if p]
 
 
-# Words a phrase may start with: splitting just before one keeps the head a
-# complete phrase ("This is a test | of the system").
-_PHRASE_STARTERS = {
-    "of", "in", "on", "at", "for", "with", "from", "to", "by", "about", "into", "over",
-    "after", "before", "under", "between", "through", "during", "without", "and", "but",
-    "or", "so", "because", "while", "when", "if", "that", "which", "who", "where",
-}
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One piece a model synthesizes; `continues` when the next piece is the rest
-    of the same sentence (so the pause between them should stay short)."""
-
-    text: str
-    continues: bool = False
-
-
-def split_first_phrase(
-    sentence: str, min_words: int = 3, max_head_words: int = 0
-) -> list[Segment]:
-    """Split a sentence after its first phrase, where a speaker could pause.
-
-    First choice: a punctuated break (comma, semicolon, colon, dash) with at least
-    `min_words` words on each side. With `max_head_words` > 0 and no punctuation
-    early enough: just before a preposition or conjunction within the first
-    `max_head_words` words; the head then gets a comma so it is spoken with
-    continuation intonation, not as a sentence end. Otherwise: no split.
-    """
-    for match in _PHRASE_BREAK.finditer(sentence):
-        head = sentence[: match.end(1)].strip()
-        tail = sentence[match.end():].strip()
-        if _words(head) >= min_words and _words(tail) >= min_words:
-            return [Segment(head, continues=True), Segment(tail)]
-    words = sentence.split()
-    for index in range(min_words, min(max_head_words, len(words) - min_words) + 1):
-        if words[index].lower().strip("\"'(") in _PHRASE_STARTERS:
-            head = " ".join(words[:index]).rstrip(",;:")
-            return [Segment(head + ",", continues=True), Segment(" ".join(words[index:]))]
-    return [Segment(sentence)]
-
-
-def plan_segments(
-    text: str, max_chars: int = 400, early_phrase: bool = True, max_head_words: int = 0
-) -> list[Segment]:
-    """The pieces a model synthesizes one at a time, in text order."""
-    segments: list[Segment] = []
-    for sentence in split_sentences(text):
-        parts = split_long(sentence, max_chars)
-        segments.extend(Segment(p, continues=i < len(parts) - 1) for i, p in enumerate(parts))
-    if early_phrase and segments and not segments[0].continues:
-        segments[:1] = split_first_phrase(segments[0].text, max_head_words=max_head_words)
-    return segments
+def plan_segments(text: str, max_chars: int) -> list[str]:
+    """The pieces a model synthesizes one at a time, in text order: each
+    sentence whole, unless it is longer than max_chars (split_long)."""
+    return [part for sentence in split_sentences(text) for part in split_long(sentence, max_chars)]

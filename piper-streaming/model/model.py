@@ -15,7 +15,6 @@ from piper.config import PiperConfig
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
-from tts_common.audio import trim_silence
 from tts_common.contract import StreamRequest, field_error
 from tts_common.cpu_lanes import CpuLanes, Turn, default_lanes
 from tts_common.settings import ServingSettings
@@ -29,18 +28,18 @@ except ImportError:  # imported with model/ itself on sys.path
 
 logger = logging.getLogger(__name__)
 
-# The first sentence is cut after its first phrase (at most this many words) so
-# the first audio is ready sooner; the rest is synthesized while it plays.
-FIRST_PHRASE_MAX_WORDS = 5
-# Inside a sentence cut in two, the pause between the halves is kept this short.
-PHRASE_PAUSE_TRAIL_S = 0.08
-PHRASE_PAUSE_LEAD_S = 0.02
+# Each sentence is synthesized whole, as piper itself does; only a sentence
+# longer than this is split, at its own punctuation (tts_common/text.py), which
+# bounds the prior (one ONNX run over the whole sentence, before its first audio).
+MAX_SENTENCE_CHARS = 400
 # Chunks, in latent frames (256 samples, 11.6 ms each): a small first chunk so
-# audio starts early, then doubling up to LARGEST. Every chunk is one ONNX run
-# that another stream may have to wait for, so they stay short (64 frames: about
-# 70 ms on one core). The last chunk of a sentence holds at least its trailing
-# silence (at most ~0.3 s), which is trimmed where a sentence was cut in two.
-FIRST_CHUNK_FRAMES = 20
+# audio starts early, then doubling up to LARGEST. First audio costs the prior
+# of the whole sentence, then the flow over FIRST + 12 + 33 frames and the
+# decoder over FIRST + 12 (their context); 12 frames (139 ms of audio) still
+# give the second chunk time to follow. Every chunk is one ONNX run that another
+# stream may have to wait for, so they stay short (64 frames: about 70 ms on one
+# core).
+FIRST_CHUNK_FRAMES = 12
 LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
 LARGEST_CHUNK_FRAMES = 64
 SMALLEST_LAST_CHUNK_FRAMES = 40
@@ -94,8 +93,8 @@ class Model:
 
     def _sentence_audio(
         self, ids: list[int], scales, first_chunk: int, deadline: Callable[[int], float]
-    ) -> Iterator[tuple[np.ndarray, bool]]:
-        """One sentence's audio as (chunk, is_last), its ONNX runs on a CPU lane
+    ) -> Iterator[np.ndarray]:
+        """One sentence's audio, chunk by chunk, its ONNX runs on a CPU lane
         (every free lane when the stream is alone). piper clips the same way;
         its per-sentence peak normalisation is left out so every sentence has
         the same level. `deadline(pending)` is when the listener runs out of
@@ -105,8 +104,8 @@ class Model:
             turn: Optional[Turn] = stack.enter_context(lanes.turn(deadline(0), most))
             if not vits.streams:
                 audio = np.clip(vits.synthesize(ids, scales, turn.lanes), -1.0, 1.0)
-                stack.close()
-                yield audio, True
+                stack.close()  # never hold a lane while a slow reader's backpressure waits
+                yield audio
                 return
             latents = vits.latents(ids, scales, turn.lanes)
             plan = frame_chunks(
@@ -117,25 +116,24 @@ class Model:
                 if turn is None:
                     turn = stack.enter_context(lanes.turn(deadline(0), most))
                 audio = np.clip(vits.decode(latents, start, end, turn.lanes), -1.0, 1.0)
-                last = index == len(plan) - 1
                 # Keep a lane for the next chunk while the listener has little
                 # audio in hand (a new stream: its first chunks back to back), but
                 # not more than one if others wait. Otherwise hand it back before
                 # the chunk goes out (a slow reader's backpressure waits at this
                 # yield) and queue again, so more urgent streams go first.
-                if last or deadline(len(audio)) - time.monotonic() > URGENT_BELOW_S:
+                if index == len(plan) - 1 or deadline(len(audio)) - time.monotonic() > URGENT_BELOW_S:
                     stack.close()
                     turn = None
                 else:
                     turn.share()
-                yield audio, last
+                yield audio
 
     def _prepare(self, req: PiperRequest) -> Synthesis:
         if req.voice not in (None, self._voice_name):
             raise field_error("voice", f"unknown voice {req.voice!r}; available: {self._voice_name}")
         if req.language != "en":
             raise field_error("language", f"unsupported language {req.language!r}; available: en")
-        segments = plan_segments(req.text, max_head_words=FIRST_PHRASE_MAX_WORDS)
+        segments = plan_segments(req.text, max_chars=MAX_SENTENCE_CHARS)
         scales = self._scales(req.speed)
         rate = self._voice.config.sample_rate
 
@@ -146,28 +144,18 @@ class Model:
             # serve the most urgent stream first.
             deadline = lambda pending: started + (produced[0] + pending) / rate  # noqa: E731
             first_chunk = FIRST_CHUNK_FRAMES
-            previous_continues = False
             for segment in segments:
-                sentences = self._phoneme_ids(segment.text)
-                for number, ids in enumerate(sentences):
-                    # a sentence cut in two keeps only a short pause at the cut
-                    trim_lead = previous_continues and number == 0
-                    trim_trail = segment.continues and number == len(sentences) - 1
+                for ids in self._phoneme_ids(segment):
                     # closing: a stream stopped mid-sentence hands its lane back at once
                     with contextlib.closing(
                         self._sentence_audio(ids, scales, first_chunk, deadline)
                     ) as pieces:
-                        for index, (audio, last) in enumerate(pieces):
+                        for audio in pieces:
                             if cancel.is_set():
                                 return
-                            if trim_lead and index == 0:
-                                audio = trim_silence(audio, rate, keep_lead_s=PHRASE_PAUSE_LEAD_S)
-                            if trim_trail and last:
-                                audio = trim_silence(audio, rate, keep_trail_s=PHRASE_PAUSE_TRAIL_S)
                             produced[0] += len(audio)
                             yield audio
                     first_chunk = LATER_FIRST_CHUNK_FRAMES
-                previous_continues = segment.continues
 
         return Synthesis(model_rate=rate, chunks=chunks)
 

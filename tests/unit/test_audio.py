@@ -61,14 +61,3 @@ def test_wav_format_prefixes_the_header_once():
     assert first[:4] == b"RIFF" and len(first) == 44 + 20
     assert len(second) == 20
 
-
-def test_trim_silence_keeps_the_requested_margins_and_all_sound():
-    from tts_common.audio import trim_silence
-
-    rate = 1000
-    sound = np.concatenate([np.zeros(300), np.full(100, 0.5), np.zeros(400)])
-    trimmed = trim_silence(sound, rate, keep_lead_s=0.02, keep_trail_s=0.08)
-    assert len(trimmed) == 20 + 100 + 80
-    assert np.count_nonzero(trimmed) == 100
-    assert len(trim_silence(sound, rate)) == len(sound)  # None leaves both ends
-    assert len(trim_silence(np.zeros(50), rate, 0.0, 0.0)) == 50  # all silence: untouched

