@@ -2,7 +2,8 @@
 
 load(): the model from the cached weights (or XTTS_MODEL_DIR), the conditioning
 latents of every built-in and folder speaker pinned on the device, a warm-up.
-predict(): validate, then stream 16-bit PCM per `inference_stream` chunk.
+predict(): validate, then stream 16-bit PCM per `inference_stream` chunk, each stream
+on its own view of the loaded model (stream_state.py), so TTS_MAX_STREAMS run at once.
 """
 
 import contextlib
@@ -90,6 +91,13 @@ class Model:
         if not cuda:
             logger.warning("CUDA is not available: XTTS runs on the CPU, far slower than on a GPU")
         use_deepspeed = cuda and _env_flag("XTTS_DEEPSPEED")
+        if use_deepspeed and self._streamer.max_streams > 1:
+            # DeepSpeed's inference engine (injected kernels with their own workspace) is not
+            # thread-safe: DeepSpeed-MII itself serializes calls to it.
+            raise ValueError(
+                f"XTTS_DEEPSPEED=1 needs TTS_MAX_STREAMS=1 (got {self._streamer.max_streams}): "
+                "DeepSpeed inference is not safe for concurrent streams"
+            )
         self._half = cuda and _env_flag("XTTS_HALF")
         checkpoint = self._checkpoint_dir()
         config = XttsConfig()
