@@ -116,7 +116,7 @@ def test_pcm_is_resampled_and_formats_apply(xtts):
 
 
 def test_disconnect_stops_generation_and_frees_the_model(xtts):
-    """One stream at a time: a generation nobody listens to must not hold the model."""
+    """A generation nobody listens to stops soon and gives its slot back."""
     long_text = " ".join(f"Sentence number {i} keeps the model busy for a while." for i in range(12))
     log_before = xtts.log_path.read_text().count("generation cancelled")
     with requests.post(xtts.predict_url, json={"text": long_text}, stream=True, timeout=300) as r:
