@@ -101,9 +101,10 @@ def xtts_checkpoint(xtts_python) -> Path:
 def _serve_xtts(serve, checkpoint: Path, **env: str) -> LocalTrussServer:
     # A loaded 2-core CI machine can take longer than production's 10 s queue
     # bound to finish one tiny-model stream; the concurrency tests wait instead.
+    # Four slots: the concurrency tests run four streams at once on the shared model.
     return serve(
         "xtts-streaming",
-        extra_env={"XTTS_MODEL_DIR": str(checkpoint), "TTS_QUEUE_TIMEOUT_S": "300", **env},
+        extra_env={"XTTS_MODEL_DIR": str(checkpoint), "TTS_QUEUE_TIMEOUT_S": "300", "TTS_MAX_STREAMS": "4", **env},
     )
 
 

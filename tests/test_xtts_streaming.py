@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import subprocess
-import threading
 import time
 import wave
 
@@ -116,26 +115,8 @@ def test_pcm_is_resampled_and_formats_apply(xtts):
     assert abs(n16 / n24 - 16000 / 24000) < 0.01
 
 
-def test_concurrent_requests_do_not_mix_state(xtts):
-    """Two streams at once each get exactly what they get alone."""
-    alone = {seed: synth(xtts, voice=v, seed=seed).content for v, seed in (("Tiny Speaker A", 21), ("Tiny Speaker B", 22))}
-    results = {}
-
-    def run(voice, seed):
-        results[seed] = synth(xtts, voice=voice, seed=seed)
-
-    threads = [threading.Thread(target=run, args=a) for a in (("Tiny Speaker A", 21), ("Tiny Speaker B", 22))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for seed, response in results.items():
-        assert response.status_code == 200
-        assert response.content == alone[seed]
-
-
 def test_disconnect_stops_generation_and_frees_the_model(xtts):
-    """One stream at a time: a generation nobody listens to must not hold the model."""
+    """A generation nobody listens to stops soon and gives its slot back."""
     long_text = " ".join(f"Sentence number {i} keeps the model busy for a while." for i in range(12))
     log_before = xtts.log_path.read_text().count("generation cancelled")
     with requests.post(xtts.predict_url, json={"text": long_text}, stream=True, timeout=300) as r:

@@ -2,7 +2,8 @@
 
 load(): the model from the cached weights (or XTTS_MODEL_DIR), the conditioning
 latents of every built-in and folder speaker pinned on the device, a warm-up.
-predict(): validate, then stream 16-bit PCM per `inference_stream` chunk.
+predict(): validate, then stream 16-bit PCM per `inference_stream` chunk, each stream
+on its own view of the loaded model (stream_state.py), so TTS_MAX_STREAMS run at once.
 """
 
 import contextlib
@@ -30,8 +31,10 @@ from tts_common.text import plan_segments
 from tts_common.weights import checkpoint_dir
 
 try:  # served: /app is on sys.path and model/ is the package
+    from model.stream_state import stream_generator, stream_view
     from model.streaming_decode import inference_stream_incremental
 except ImportError:  # imported with model/ itself on sys.path
+    from stream_state import stream_generator, stream_view
     from streaming_decode import inference_stream_incremental
 
 logger = logging.getLogger(__name__)
@@ -90,6 +93,13 @@ class Model:
         if not cuda:
             logger.warning("CUDA is not available: XTTS runs on the CPU, far slower than on a GPU")
         use_deepspeed = cuda and _env_flag("XTTS_DEEPSPEED")
+        if use_deepspeed and self._streamer.max_streams > 1:
+            # DeepSpeed's inference engine (injected kernels with their own workspace) is not
+            # thread-safe: DeepSpeed-MII itself serializes calls to it.
+            raise ValueError(
+                f"XTTS_DEEPSPEED=1 needs TTS_MAX_STREAMS=1 (got {self._streamer.max_streams}): "
+                "DeepSpeed inference is not safe for concurrent streams"
+            )
         self._half = cuda and _env_flag("XTTS_HALF")
         checkpoint = self._checkpoint_dir()
         config = XttsConfig()
@@ -120,7 +130,8 @@ class Model:
             logger.warning("default voice %r not found; using %r", self._default_voice_name, self.default_voice)
         logger.info("%d voices pinned on %s; default %r", len(self.voices), self.device, self.default_voice)
 
-        for _ in self._generate("Warm up.", "en", self.voices[self.default_voice], XttsRequest(text="-")):
+        warm_up = stream_view(model, stream_generator(self.device, 0))
+        for _ in self._generate(warm_up, "Warm up.", "en", self.voices[self.default_voice], XttsRequest(text="-")):
             pass
 
     def _latents(self, mono: np.ndarray) -> Latents:
@@ -141,9 +152,8 @@ class Model:
 
     # ---- predict ----------------------------------------------------------
 
-    def _generate(self, text: str, language: str, voice: Latents, req: XttsRequest) -> Iterator[np.ndarray]:
-        model = self.model
-        assert model is not None
+    def _generate(self, model: Xtts, text: str, language: str, voice: Latents, req: XttsRequest) -> Iterator[np.ndarray]:
+        """One sentence on `model`, a stream's view (stream_state.stream_view) of the loaded model."""
         config = model.config
         autocast = (
             torch.autocast(device_type="cuda", dtype=torch.float16) if self._half else contextlib.nullcontext()
@@ -192,10 +202,10 @@ class Model:
                 headers["X-Voice-Cache"] = "hit" if cached else "miss"
             else:
                 voice = self.voices[req.voice or self.default_voice]
-            if req.seed is not None:
-                torch.manual_seed(req.seed)  # one stream at a time per model: the global RNG is ours
+            # This stream's prefix and sampler RNG over the shared weights: streams run at once.
+            view = stream_view(model, stream_generator(self.device, req.seed))
             for segment in segments:
-                for chunk in self._generate(segment, req.language, voice, req):
+                for chunk in self._generate(view, segment, req.language, voice, req):
                     if cancel.is_set():
                         return
                     yield chunk

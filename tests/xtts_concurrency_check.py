@@ -1,0 +1,146 @@
+"""Concurrent XTTS streams on one shared model: each gets exactly what it gets alone.
+
+Run with the xtts-streaming environment's python on the tiny checkpoint:
+
+    python tests/xtts_concurrency_check.py CHECKPOINT_DIR
+
+Loads the Truss's own adapter (xtts-streaming/model/model.py, `Model.load` as served),
+then, for each decoder (incremental, stock), streams each request of STREAMS alone, then
+the first 2 and all 4 at once on their own threads (as the server runs them), through
+`Model._prepare(req).chunks`: the served path minus HTTP. Voices: two built-in speakers
+and two cloned clips (`speaker_wav`), each with its own text and seed.
+
+Also a control: the first 2 streams at once on the shared model itself, with torch's
+global RNG seeded per stream, as the adapter ran before streams had their own state.
+
+Prints one JSON report (last line of stdout): per case, whether every stream's chunks
+equal its alone chunks sample for sample, and whether the streams were in flight together.
+"""
+
+import base64
+import io
+import json
+import os
+import sys
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+TRUSS = REPO / "xtts-streaming"
+sys.path[:0] = [str(TRUSS / "model"), str(REPO / "packages")]
+
+TEXTS = ("Hello world, this is a tiny streaming test.", "Another voice says something else entirely.")
+
+
+def tone_wav_b64(seconds: float = 2.5, rate: int = 16000) -> str:
+    t = np.arange(int(seconds * rate)) / rate
+    samples = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 5 * t))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((samples * 32767).astype("<i2").tobytes())
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def streams() -> list[dict]:
+    joe = base64.b64encode((TRUSS / "data/speakers/joe.wav").read_bytes()).decode()
+    return [
+        {"voice": "Tiny Speaker A", "seed": 1, "text": TEXTS[0]},
+        {"speaker_wav": joe, "seed": 2, "text": TEXTS[1]},
+        {"voice": "Tiny Speaker B", "seed": 3, "text": TEXTS[1]},
+        {"speaker_wav": tone_wav_b64(), "seed": 4, "text": TEXTS[0]},
+    ]
+
+
+def load_adapter(checkpoint: str):
+    import model as adapter
+
+    os.environ["XTTS_MODEL_DIR"] = checkpoint
+    config = yaml.safe_load((TRUSS / "config.yaml").read_text())
+    served = adapter.Model(config=config, data_dir=str(TRUSS / "data"))
+    served.load()
+    return adapter, served
+
+
+def stream_once(served, body: dict, start: float, out: dict) -> None:
+    req = sys.modules[type(served).__module__].XttsRequest(**body)
+    chunks, times = [], []
+    try:
+        for chunk in served._prepare(req).chunks(threading.Event()):
+            chunks.append(chunk.copy())
+            times.append(time.perf_counter() - start)
+    except Exception as exc:  # the control may crash: that is mixing too
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    out.update(chunks=chunks, times=times)
+
+
+def run_together(served, bodies: list[dict]) -> list[dict]:
+    outs = [{} for _ in bodies]
+    start = time.perf_counter()
+    threads = [threading.Thread(target=stream_once, args=(served, b, start, o)) for b, o in zip(bodies, outs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outs
+
+
+def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def compare(alone: list[dict], together: list[dict]) -> dict:
+    firsts = [o["times"][0] for o in together if o.get("times")]
+    lasts = [o["times"][-1] for o in together if o.get("times")]
+    return {
+        "streams": len(together),
+        "exact": [same(a["chunks"], o["chunks"]) for a, o in zip(alone, together)],
+        "errors": [o.get("error") for o in together],
+        "chunks": [len(o["chunks"]) for o in together],
+        # every stream had audio out before any stream finished: all were in flight together
+        "overlapped": len(firsts) == len(together) and max(firsts) < min(lasts),
+        "first_chunk_s": firsts,
+        "last_chunk_s": lasts,
+    }
+
+
+def main() -> None:
+    checkpoint = sys.argv[1]
+    torch.set_num_threads(2)
+    adapter, served = load_adapter(checkpoint)
+    bodies = streams()
+    report: dict = {"decoders": {}}
+    for decoder in ("incremental", "stock"):
+        served._stream_decoder = decoder
+        alone = [run_together(served, [b])[0] for b in bodies]
+        report["decoders"][decoder] = {
+            "alone_chunks": [len(a["chunks"]) for a in alone],
+            "alone_errors": [a.get("error") for a in alone],
+            # four different outputs, so a stream can only match its own
+            "alone_all_differ": all(
+                not same(a["chunks"], b["chunks"]) for i, a in enumerate(alone) for b in alone[i + 1 :]
+            ),
+            "together_2": compare(alone[:2], run_together(served, bodies[:2])),
+            "together_4": compare(alone, run_together(served, bodies)),
+        }
+        if decoder == "incremental":
+            alone_incremental = alone
+
+    # Control: the shared model itself, global RNG (the adapter before per-stream state).
+    served._stream_decoder = "incremental"
+    adapter.stream_view = lambda model, generator: model
+    adapter.stream_generator = lambda device, seed: torch.manual_seed(seed)
+    report["shared_model_control"] = compare(alone_incremental[:2], run_together(served, bodies[:2]))
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
