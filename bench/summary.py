@@ -131,12 +131,21 @@ def main() -> None:
         top = max(n for _, n in by)
         one, shared, instances = by.get(("shared", 1)), by.get(("shared", top)), by.get(("instances", top))
         if one and shared and instances:
-            rows.append((f"XTTS {top} streams, shared weights: audio s per s (1 stream: {one['audio_s_per_s']['p50']:.2f})",
-                         f"{shared['audio_s_per_s']['p50']:.2f} vs {instances['audio_s_per_s']['p50']:.2f}",
-                         "vs one instance per stream (tiny model, CPU)"))
-            rows.append(("  MB per extra stream, shared vs one instance per stream",
-                         f"{shared['mb_per_extra_stream']:.0f} vs {instances['mb_per_extra_stream']:.0f}",
-                         "process RSS"))
+            rows.append(
+                (
+                    f"XTTS {top} streams, shared weights: audio s per s (1 stream: "
+                    f"{one['audio_s_per_s']['p50']:.2f})",
+                    f"{shared['audio_s_per_s']['p50']:.2f} vs {instances['audio_s_per_s']['p50']:.2f}",
+                    "vs one instance per stream (tiny model, CPU)",
+                )
+            )
+            rows.append(
+                (
+                    "  MB per extra stream, shared vs one instance per stream",
+                    f"{shared['mb_per_extra_stream']:.0f} vs {instances['mb_per_extra_stream']:.0f}",
+                    "process RSS",
+                )
+            )
     if not rows:
         raise SystemExit("no results in bench/results: run bench/run first")
     width = max(len(r[0]) for r in rows)

@@ -46,8 +46,13 @@ VOICES = ("Tiny Speaker A", "Tiny Speaker B")
 def _memory() -> dict:
     import torch
 
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    mem = {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024}
+    status = dict(
+        line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line
+    )
+    mem = {
+        "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+        "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024,
+    }
     if torch.cuda.is_available():
         mem["cuda_allocated_mb"] = torch.cuda.memory_allocated() / 2**20
         mem["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -76,8 +81,11 @@ def run_round(stream, n: int, seed: int) -> dict:
         t.start()
     for t in threads:
         t.join()
-    return {"wall_s": max(o[1] for o in outs), "audio_s": sum(o[2] for o in outs),
-            "first_chunk_s": [o[0] for o in outs]}
+    return {
+        "wall_s": max(o[1] for o in outs),
+        "audio_s": sum(o[2] for o in outs),
+        "first_chunk_s": [o[0] for o in outs],
+    }
 
 
 def _in_process_stream(models: list):
@@ -94,7 +102,7 @@ def _in_process_stream(models: list):
 
 
 def worker(args) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests" / "tools"))
     from xtts_concurrency_check import load_adapter
 
     instances = args.streams if args.mode == "instances" else 1
@@ -106,8 +114,19 @@ def worker(args) -> None:
     loaded = _memory()
     _reset_peaks()
     rounds = [run_round(stream, args.streams, 100 + 10 * r) for r in range(args.repeats)]
-    print(json.dumps({"mode": args.mode, "streams": args.streams, "device": str(models[0].device),
-                      "after_load": loaded, "streaming": _memory(), "rounds": rounds}), flush=True)
+    print(
+        json.dumps(
+            {
+                "mode": args.mode,
+                "streams": args.streams,
+                "device": str(models[0].device),
+                "after_load": loaded,
+                "streaming": _memory(),
+                "rounds": rounds,
+            }
+        ),
+        flush=True,
+    )
 
 
 # ---- host: the bench venv ---------------------------------------------------------
@@ -136,8 +155,13 @@ def _http_stream(url: str):
 
 
 def _proc_memory(pid: int) -> dict:
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024}
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
+    return {
+        "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+        "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024,
+    }
 
 
 def served_rows(server, streams: list[int], repeats: int) -> list[dict]:
@@ -156,11 +180,14 @@ def served_rows(server, streams: list[int], repeats: int) -> list[dict]:
 
 def row(mode: str, n: int, device: str, rounds: list[dict], after_load: dict, streaming: dict) -> dict:
     return {
-        "mode": mode, "streams": n, "device": device,
+        "mode": mode,
+        "streams": n,
+        "device": device,
         "audio_s_per_s": summary([r["audio_s"] / r["wall_s"] for r in rounds]),
         "first_chunk_ms": summary([t * 1000 for r in rounds for t in r["first_chunk_s"]]),
         "audio_s_per_stream": rounds[0]["audio_s"] / n,
-        "after_load": after_load, "streaming": streaming,
+        "after_load": after_load,
+        "streaming": streaming,
     }
 
 
@@ -188,46 +215,83 @@ def main() -> None:
     checkpoint = args.checkpoint
     if checkpoint is None:
         checkpoint = str(cache_dir() / "models" / "tiny-xtts")
-        subprocess.run([str(python), str(REPO / "tests/fixtures/tiny_xtts.py"), checkpoint], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(python), str(REPO / "tests/fixtures/tiny_xtts.py"), checkpoint],
+            check=True,
+            capture_output=True,
+        )
     model_name = "tiny random XTTS-v2 (2-layer GPT, real HiFi-GAN)" if args.checkpoint is None else checkpoint
     rows = []
     for n in args.streams:
         for mode in ("shared", "instances") if n > 1 else ("shared",):
             print(f"xtts concurrency bench: {mode}, {n} streams ...", file=sys.stderr, flush=True)
-            out = subprocess.run([str(python), str(Path(__file__).resolve()), "--worker", "--mode", mode,
-                                  "--streams", str(n), "--repeats", str(args.repeats), "--checkpoint", checkpoint,
-                                  "--decoder", args.decoder],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [
+                    str(python),
+                    str(Path(__file__).resolve()),
+                    "--worker",
+                    "--mode",
+                    mode,
+                    "--streams",
+                    str(n),
+                    "--repeats",
+                    str(args.repeats),
+                    "--checkpoint",
+                    checkpoint,
+                    "--decoder",
+                    args.decoder,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             raw = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row(mode, n, raw["device"], raw["rounds"], raw["after_load"], raw["streaming"]))
     if not args.skip_served:
         print(f"xtts concurrency bench: served, {args.streams} streams ...", file=sys.stderr, flush=True)
-        env = {"XTTS_MODEL_DIR": checkpoint, "TTS_MAX_STREAMS": str(max(args.streams)), "TTS_QUEUE_TIMEOUT_S": "600",
-               "XTTS_STREAM_DECODER": args.decoder}
-        with LocalTrussServer(REPO / "xtts-streaming", port=args.port, extra_env=env,
-                              log_path=REPO / "bench" / "results" / "xtts-concurrency-server.log") as server:
+        env = {
+            "XTTS_MODEL_DIR": checkpoint,
+            "TTS_MAX_STREAMS": str(max(args.streams)),
+            "TTS_QUEUE_TIMEOUT_S": "600",
+            "XTTS_STREAM_DECODER": args.decoder,
+        }
+        with LocalTrussServer(
+            REPO / "xtts-streaming",
+            port=args.port,
+            extra_env=env,
+            log_path=REPO / "bench" / "results" / "xtts-concurrency-server.log",
+        ) as server:
             rows += served_rows(server, args.streams, args.repeats)
     single = next((r for r in rows if r["streams"] == 1 and r["mode"] == "shared"), None)
     served_single = next((r for r in rows if r["streams"] == 1 and r["mode"] == "served"), None)
     for r in rows:
         if r["mode"] == "served" and served_single and r["streams"] > 1:
-            r["mb_per_extra_stream"] = (r["streaming"]["peak_rss_mb"] - served_single["streaming"]["peak_rss_mb"]) / (
-                r["streams"] - 1)
+            r["mb_per_extra_stream"] = (
+                r["streaming"]["peak_rss_mb"] - served_single["streaming"]["peak_rss_mb"]
+            ) / (r["streams"] - 1)
         elif r["mode"] != "served" and single and r["streams"] > 1:
             extra = r["streams"] - 1
             key = "peak_rss_mb" if r["mode"] == "shared" else "rss_mb"
             part = "streaming" if r["mode"] == "shared" else "after_load"
-            # shared: extra peak memory while streaming per extra stream; instances: extra loaded model per stream
+            # shared: extra peak memory while streaming per extra stream; instances: extra loaded
+            # model per stream
             r["mb_per_extra_stream"] = (r[part][key] - single[part][key]) / extra
             if "cuda_peak_allocated_mb" in r["streaming"]:
                 ck = "cuda_peak_allocated_mb" if r["mode"] == "shared" else "cuda_allocated_mb"
                 r["cuda_mb_per_extra_stream"] = (r[part][ck] - single[part][ck]) / extra
 
     results = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "load_avg_at_end": os.getloadavg()},
-        "model": model_name, "decoder": args.decoder, "text": TEXT, "repeats": args.repeats, "rows": rows,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "model": model_name,
+        "decoder": args.decoder,
+        "text": TEXT,
+        "repeats": args.repeats,
+        "rows": rows,
         "wall_s": time.perf_counter() - began,
     }
     suffix = "" if args.decoder == "incremental" else f"_{args.decoder}"
@@ -236,20 +300,31 @@ def main() -> None:
     out_path.write_text(json.dumps(results, indent=2))
 
     device = rows[0]["device"]
-    print(f"\nxtts-streaming, several streams per replica: {model_name} on {device} ({os.cpu_count()} CPUs), "
-          f"{args.decoder} decoder, {args.repeats} rounds per row, one sentence ({rows[0]['audio_s_per_stream']:.2f} s "
-          "of audio) per stream; p50 / p95")
+    print(
+        f"\nxtts-streaming, several streams per replica: {model_name} on {device} ({os.cpu_count()} CPUs), "
+        f"{args.decoder} decoder, {args.repeats} rounds per row, one sentence "
+        f"({rows[0]['audio_s_per_stream']:.2f} s "
+        "of audio) per stream; p50 / p95"
+    )
     cuda = "cuda_mb_per_extra_stream" in rows[-1]
-    print("| weights | streams | audio s per s | first chunk ms | RSS after load MB | peak RSS streaming MB "
-          "| MB per extra stream |" + (" CUDA MB per extra stream |" if cuda else ""))
+    print(
+        "| weights | streams | audio s per s | first chunk ms | RSS after load MB | peak RSS streaming MB "
+        "| MB per extra stream |" + (" CUDA MB per extra stream |" if cuda else "")
+    )
     print("|---|---|---|---|---|---|---|" + ("---|" if cuda else ""))
     for r in rows:
         a, f = r["audio_s_per_s"], r["first_chunk_ms"]
         extra = f"{r['mb_per_extra_stream']:.0f}" if "mb_per_extra_stream" in r else ""
-        label = {"shared": "shared", "instances": "one instance per stream", "served": "shared, served (HTTP)"}
-        line = (f"| {label[r['mode']]} | {r['streams']} "
-                f"| {a['p50']:.2f} / {a['p95']:.2f} | {f['p50']:.0f} / {f['p95']:.0f} "
-                f"| {r['after_load']['rss_mb']:.0f} | {r['streaming']['peak_rss_mb']:.0f} | {extra} |")
+        label = {
+            "shared": "shared",
+            "instances": "one instance per stream",
+            "served": "shared, served (HTTP)",
+        }
+        line = (
+            f"| {label[r['mode']]} | {r['streams']} "
+            f"| {a['p50']:.2f} / {a['p95']:.2f} | {f['p50']:.0f} / {f['p95']:.0f} "
+            f"| {r['after_load']['rss_mb']:.0f} | {r['streaming']['peak_rss_mb']:.0f} | {extra} |"
+        )
         if cuda:
             line += f" {r.get('cuda_mb_per_extra_stream', 0):.0f} |"
         print(line)

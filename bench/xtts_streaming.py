@@ -55,12 +55,23 @@ def _timed_stream(model, impl: str, seed: int, max_tokens, decode_log: list):
 
     c = model.config
     speaker = model.speaker_manager.speakers[VOICE]
-    kwargs = dict(stream_chunk_size=CHUNK, temperature=c.temperature, length_penalty=c.length_penalty,
-                  repetition_penalty=c.repetition_penalty, top_k=c.top_k, top_p=c.top_p, speed=1.0,
-                  enable_text_splitting=False)
+    kwargs = dict(
+        stream_chunk_size=CHUNK,
+        temperature=c.temperature,
+        length_penalty=c.length_penalty,
+        repetition_penalty=c.repetition_penalty,
+        top_k=c.top_k,
+        top_p=c.top_p,
+        speed=1.0,
+        enable_text_splitting=False,
+    )
     if max_tokens:
         kwargs["max_new_tokens"] = max_tokens  # passed through to the GPT's generate, in both paths
-    stream = model.inference_stream if impl == "stock" else lambda *a, **k: inference_stream_incremental(model, *a, **k)
+    stream = (
+        model.inference_stream
+        if impl == "stock"
+        else lambda *a, **k: inference_stream_incremental(model, *a, **k)
+    )
     torch.manual_seed(seed)
     decode_log.clear()
     arrivals, samples, decode_ms = [], [], []
@@ -72,9 +83,16 @@ def _timed_stream(model, impl: str, seed: int, max_tokens, decode_log: list):
             samples.append(len(chunk))
             decode_ms.append(sum(decode_log) * 1000)
             decode_log.clear()
-    gaps = [arrivals[0]] + [b - a for a, b in zip(arrivals, arrivals[1:])]
-    return {"impl": impl, "ttfa": arrivals[0], "total": arrivals[-1], "audio_s": sum(samples) / 24000,
-            "chunk_gap_ms": [g * 1000 for g in gaps], "chunk_decode_ms": decode_ms, "chunk_samples": samples}
+    gaps = [arrivals[0]] + [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    return {
+        "impl": impl,
+        "ttfa": arrivals[0],
+        "total": arrivals[-1],
+        "audio_s": sum(samples) / 24000,
+        "chunk_gap_ms": [g * 1000 for g in gaps],
+        "chunk_decode_ms": decode_ms,
+        "chunk_samples": samples,
+    }
 
 
 def worker(args) -> None:
@@ -120,8 +138,12 @@ def summary(values):
 
 
 def run_worker(python: Path, *argv: str) -> list[dict]:
-    out = subprocess.run([str(python), str(Path(__file__).resolve()), "--worker", *argv],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), str(Path(__file__).resolve()), "--worker", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
@@ -150,7 +172,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--impls", default="stock,incremental", help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[30, 90, 150], help="GPT tokens per sentence")
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[30, 90, 150], help="GPT tokens per sentence"
+    )
     parser.add_argument("--port", type=int, default=8191)
     parser.add_argument("--skip-served", action="store_true")
     args = parser.parse_args()
@@ -165,14 +189,26 @@ def main() -> None:
     python = LocalTrussServer(REPO / "xtts-streaming").prepare()
     tiny = cache_dir() / "models" / "tiny-xtts"
     long_ckpt = cache_dir() / "models" / f"tiny-xtts-long{LONG_MAX_AUDIO_TOKENS}"
-    subprocess.run([str(python), str(REPO / "tests/fixtures/tiny_xtts.py"), str(tiny)], check=True, capture_output=True)
+    subprocess.run(
+        [str(python), str(REPO / "tests/fixtures/tiny_xtts.py"), str(tiny)], check=True, capture_output=True
+    )
     run_worker(python, "--build-long", str(long_ckpt))
-    print(f"xtts-streaming bench: tiny random XTTS-v2 (real HiFi-GAN decoder), CPU, {os.cpu_count()} CPUs, "
-          f"{args.repeats} repeats per cell (few: keeps the run under ~10 min)", file=sys.stderr)
+    print(
+        f"xtts-streaming bench: tiny random XTTS-v2 (real HiFi-GAN decoder), CPU, {os.cpu_count()} CPUs, "
+        f"{args.repeats} repeats per cell (few: keeps the run under ~10 min)",
+        file=sys.stderr,
+    )
 
     # 1. in-process: stock vs ours
-    rows = run_worker(python, "--checkpoint", str(long_ckpt), "--repeats", str(args.repeats),
-                      "--lengths", *map(str, args.lengths))
+    rows = run_worker(
+        python,
+        "--checkpoint",
+        str(long_ckpt),
+        "--repeats",
+        str(args.repeats),
+        "--lengths",
+        *map(str, args.lengths),
+    )
     (REPO / "bench" / "results").mkdir(exist_ok=True)
     (REPO / "bench" / "results" / "xtts_streaming_runs.json").write_text(json.dumps(rows))
     inproc = []
@@ -195,36 +231,62 @@ def main() -> None:
         for r in rows:
             if r["length"] == length:
                 pairs[r["repeat"]][r["impl"]] = r
-        cell["total_ratio_stock_over_ours"] = summary([p["stock"]["total"] / p["incremental"]["total"] for p in pairs.values()])
-        cell["ttfa_ratio_stock_over_ours"] = summary([p["stock"]["ttfa"] / p["incremental"]["ttfa"] for p in pairs.values()])
+        cell["total_ratio_stock_over_ours"] = summary(
+            [p["stock"]["total"] / p["incremental"]["total"] for p in pairs.values()]
+        )
+        cell["ttfa_ratio_stock_over_ours"] = summary(
+            [p["stock"]["ttfa"] / p["incremental"]["ttfa"] for p in pairs.values()]
+        )
         inproc.append(cell)
 
     # 2. served vs in-process, the default (incremental) path
     served = None
     if not args.skip_served:
-        server = LocalTrussServer(REPO / "xtts-streaming", port=args.port,
-                                  extra_env={"XTTS_MODEL_DIR": str(tiny), "TTS_QUEUE_TIMEOUT_S": "600"},
-                                  log_path=REPO / "bench" / "results" / "xtts-server.log")
+        server = LocalTrussServer(
+            REPO / "xtts-streaming",
+            port=args.port,
+            extra_env={"XTTS_MODEL_DIR": str(tiny), "TTS_QUEUE_TIMEOUT_S": "600"},
+            log_path=REPO / "bench" / "results" / "xtts-server.log",
+        )
         with server:
             served_request(server.predict_url, 0)  # warm-up
             served_runs = [served_request(server.predict_url, 100 + r) for r in range(args.repeats)]
-        local_runs = run_worker(python, "--checkpoint", str(tiny), "--repeats", str(args.repeats), "--impls", "incremental",
-                                "--lengths", "0")  # 0: until the GPT stops (the 60-token cap), as served
+        local_runs = run_worker(
+            python,
+            "--checkpoint",
+            str(tiny),
+            "--repeats",
+            str(args.repeats),
+            "--impls",
+            "incremental",
+            "--lengths",
+            "0",
+        )  # 0: until the GPT stops (the 60-token cap), as served
         served = {
-            "served": {"ttfa_ms": summary([r["ttfa"] * 1000 for r in served_runs]),
-                       "total_ms": summary([r["total"] * 1000 for r in served_runs]),
-                       "audio_s": served_runs[0]["audio_s"]},
-            "in_process": {"ttfa_ms": summary([r["ttfa"] * 1000 for r in local_runs]),
-                           "total_ms": summary([r["total"] * 1000 for r in local_runs]),
-                           "audio_s": local_runs[0]["audio_s"]},
+            "served": {
+                "ttfa_ms": summary([r["ttfa"] * 1000 for r in served_runs]),
+                "total_ms": summary([r["total"] * 1000 for r in served_runs]),
+                "audio_s": served_runs[0]["audio_s"],
+            },
+            "in_process": {
+                "ttfa_ms": summary([r["ttfa"] * 1000 for r in local_runs]),
+                "total_ms": summary([r["total"] * 1000 for r in local_runs]),
+                "audio_s": local_runs[0]["audio_s"],
+            },
         }
 
     results = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(),
-                    "load_avg_at_end": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "load_avg_at_end": os.getloadavg(),
+        },
         "model": "tiny random XTTS-v2 (tests/fixtures/tiny_xtts.py): 2-layer GPT, real HiFi-GAN decoder; CPU",
-        "repeats": args.repeats, "stream_chunk_size": CHUNK, "in_process": inproc, "served_vs_in_process": served,
+        "repeats": args.repeats,
+        "stream_chunk_size": CHUNK,
+        "in_process": inproc,
+        "served_vs_in_process": served,
         "audio_s_by_length": {c["length_tokens"]: c["incremental"]["audio_s"] for c in inproc},
         "wall_s": time.perf_counter() - began,
     }
@@ -232,39 +294,68 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
 
-    print(f"\nxtts-streaming, tiny XTTS-v2 on CPU ({os.cpu_count()} CPUs), stream_chunk_size {CHUNK}, "
-          f"{args.repeats} repeats per cell, p50 / p95 (ms); ratios stock / ours per repeat")
-    print("| tokens | audio s | stock first chunk | ours first chunk | first-chunk ratio | stock total | ours total | total ratio | stock decode | ours decode |")
+    print(
+        f"\nxtts-streaming, tiny XTTS-v2 on CPU ({os.cpu_count()} CPUs), stream_chunk_size {CHUNK}, "
+        f"{args.repeats} repeats per cell, p50 / p95 (ms); ratios stock / ours per repeat"
+    )
+    print(
+        "| tokens | audio s | stock first chunk | ours first chunk | first-chunk ratio | stock "
+        "total | ours total | total ratio | stock decode | ours decode |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for c in inproc:
         s, o = c["stock"], c["incremental"]
-        print(f"| {c['length_tokens']} | {s['audio_s']:.2f} "
-              f"| {s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} | {o['ttfa_ms']['p50']:.0f} / {o['ttfa_ms']['p95']:.0f} "
-              f"| {c['ttfa_ratio_stock_over_ours']['p50']:.2f}x "
-              f"| {s['total_ms']['p50']:.0f} / {s['total_ms']['p95']:.0f} | {o['total_ms']['p50']:.0f} / {o['total_ms']['p95']:.0f} "
-              f"| {c['total_ratio_stock_over_ours']['p50']:.2f}x "
-              f"| {s['decode_ms']['p50']:.0f} | {o['decode_ms']['p50']:.0f} |")
+        print(
+            f"| {c['length_tokens']} | {s['audio_s']:.2f} "
+            f"| {s['ttfa_ms']['p50']:.0f} / {s['ttfa_ms']['p95']:.0f} | {o['ttfa_ms']['p50']:.0f} "
+            f"/ {o['ttfa_ms']['p95']:.0f} "
+            f"| {c['ttfa_ratio_stock_over_ours']['p50']:.2f}x "
+            f"| {s['total_ms']['p50']:.0f} / {s['total_ms']['p95']:.0f} | "
+            f"{o['total_ms']['p50']:.0f} / {o['total_ms']['p95']:.0f} "
+            f"| {c['total_ratio_stock_over_ours']['p50']:.2f}x "
+            f"| {s['decode_ms']['p50']:.0f} | {o['decode_ms']['p50']:.0f} |"
+        )
     c = inproc[-1]
-    print(f"\nper chunk, {c['length_tokens']} tokens: HiFi-GAN decode ms (GPT + decode ms since the previous chunk), p50; "
-          "stock decodes at 20, 40, ... tokens and the end; ours at 8, 28, 48, ... and the end")
+    print(
+        f"\nper chunk, {c['length_tokens']} tokens: HiFi-GAN decode ms (GPT + decode ms since the "
+        "previous chunk), p50; "
+        "stock decodes at 20, 40, ... tokens and the end; ours at 8, 28, 48, ... and the end"
+    )
     print("| chunk | stock decode (gap) | stock samples | ours decode (gap) | ours samples |")
     print("|---|---|---|---|---|")
     s, o = c["stock"], c["incremental"]
     for i in range(max(s["chunks"], o["chunks"])):
+
         def col(x, i=i):
             if i >= x["chunks"]:
                 return "", ""
-            return (f"{x['chunk_decode_ms'][i]['p50']:.0f} ({x['chunk_gap_ms'][i]['p50']:.0f})", str(x["chunk_samples"][i]))
+            return (
+                f"{x['chunk_decode_ms'][i]['p50']:.0f} ({x['chunk_gap_ms'][i]['p50']:.0f})",
+                str(x["chunk_samples"][i]),
+            )
+
         (sd_, ss), (od, os_) = col(s), col(o)
         print(f"| {i + 1} | {sd_} | {ss} | {od} | {os_} |")
     if served:
         sv, ip = served["served"], served["in_process"]
-        print("\ndefault (incremental) path, 60-token tiny checkpoint: served (truss server, HTTP) vs in-process")
+        print(
+            "\ndefault (incremental) path, 60-token tiny checkpoint: served (truss server, HTTP) "
+            "vs in-process"
+        )
         print("| | first chunk p50 / p95 | total p50 / p95 |")
         print("|---|---|---|")
-        print(f"| served | {sv['ttfa_ms']['p50']:.0f} / {sv['ttfa_ms']['p95']:.0f} | {sv['total_ms']['p50']:.0f} / {sv['total_ms']['p95']:.0f} |")
-        print(f"| in-process | {ip['ttfa_ms']['p50']:.0f} / {ip['ttfa_ms']['p95']:.0f} | {ip['total_ms']['p50']:.0f} / {ip['total_ms']['p95']:.0f} |")
-        print(f"| ratio | {sv['ttfa_ms']['p50'] / ip['ttfa_ms']['p50']:.2f}x | {sv['total_ms']['p50'] / ip['total_ms']['p50']:.2f}x |")
+        print(
+            f"| served | {sv['ttfa_ms']['p50']:.0f} / {sv['ttfa_ms']['p95']:.0f} | "
+            f"{sv['total_ms']['p50']:.0f} / {sv['total_ms']['p95']:.0f} |"
+        )
+        print(
+            f"| in-process | {ip['ttfa_ms']['p50']:.0f} / {ip['ttfa_ms']['p95']:.0f} | "
+            f"{ip['total_ms']['p50']:.0f} / {ip['total_ms']['p95']:.0f} |"
+        )
+        print(
+            f"| ratio | {sv['ttfa_ms']['p50'] / ip['ttfa_ms']['p50']:.2f}x | "
+            f"{sv['total_ms']['p50'] / ip['total_ms']['p50']:.2f}x |"
+        )
     print(f"\nraw results: {out.relative_to(REPO)}; wall time {results['wall_s']:.0f} s")
 
 

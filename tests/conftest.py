@@ -104,7 +104,12 @@ def _serve_xtts(serve, checkpoint: Path, **env: str) -> LocalTrussServer:
     # Four slots: the concurrency tests run four streams at once on the shared model.
     return serve(
         "xtts-streaming",
-        extra_env={"XTTS_MODEL_DIR": str(checkpoint), "TTS_QUEUE_TIMEOUT_S": "300", "TTS_MAX_STREAMS": "4", **env},
+        extra_env={
+            "XTTS_MODEL_DIR": str(checkpoint),
+            "TTS_QUEUE_TIMEOUT_S": "300",
+            "TTS_MAX_STREAMS": "4",
+            **env,
+        },
     )
 
 

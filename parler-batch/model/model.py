@@ -14,11 +14,11 @@ import secrets
 from pathlib import Path
 from typing import Any, ClassVar
 
-from model.generator import Job, ParlerGenerator
-from model.schema import BatchRequest, SingleRequest, parse_parler_request
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from model.generator import Job, ParlerGenerator
+from model.schema import BatchRequest, SingleRequest, parse_parler_request
 from tts_common import replies
 from tts_common.audio import resample_clip
 from tts_common.clips import clip_response, wav_base64

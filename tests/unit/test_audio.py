@@ -60,4 +60,3 @@ def test_wav_format_prefixes_the_header_once():
     first, second = enc.encode(np.zeros(10)), enc.encode(np.zeros(10))
     assert first[:4] == b"RIFF" and len(first) == 44 + 20
     assert len(second) == 20
-

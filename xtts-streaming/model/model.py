@@ -8,11 +8,11 @@ on its own view of the loaded model (stream_state.py), so TTS_MAX_STREAMS run at
 
 import contextlib
 import logging
-import os
 import threading
+from collections.abc import Generator, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -22,20 +22,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
+
+from model.stream_state import stream_generator, stream_view
+from model.streaming_decode import inference_stream_incremental
 from tts_common.contract import StreamRequest, field_error
 from tts_common.reference_audio import decode_reference_wav, to_mono
+from tts_common.settings import ServingSettings, XttsSettings
 from tts_common.speaker_cache import SpeakerCache, content_key
-from tts_common.settings import ServingSettings
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
 from tts_common.weights import checkpoint_dir
-
-try:  # served: /app is on sys.path and model/ is the package
-    from model.stream_state import stream_generator, stream_view
-    from model.streaming_decode import inference_stream_incremental
-except ImportError:  # imported with model/ itself on sys.path
-    from stream_state import stream_generator, stream_view
-    from streaming_decode import inference_stream_incremental
 
 logger = logging.getLogger(__name__)
 
@@ -47,40 +43,34 @@ XTTS_REFERENCE_RATE = 22050
 class XttsRequest(StreamRequest):
     """XTTS fields; sampling fields left out use the checkpoint's config.json values."""
 
-    speaker_wav: Optional[StrictStr] = None  # base64 WAV, 1 to 30 s, for cloning
+    speaker_wav: StrictStr | None = None  # base64 WAV, 1 to 30 s, for cloning
     chunk_size: int = Field(
         default=20, ge=5, le=400, validation_alias=AliasChoices("chunk_size", "stream_chunk_size")
     )
-    temperature: Optional[float] = Field(default=None, gt=0.0, le=2.0)
-    top_k: Optional[int] = Field(default=None, ge=1, le=1000)
-    top_p: Optional[float] = Field(default=None, gt=0.0, le=1.0)
-    repetition_penalty: Optional[float] = Field(default=None, ge=1.0, le=50.0)
-    length_penalty: Optional[float] = Field(default=None, ge=-10.0, le=10.0)
+    temperature: float | None = Field(default=None, gt=0.0, le=2.0)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, ge=1.0, le=50.0)
+    length_penalty: float | None = Field(default=None, ge=-10.0, le=10.0)
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
-    seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
 
 
 class Model:
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         config = kwargs["config"]
-        metadata = config.get("model_metadata", {})
+        self._settings = XttsSettings.load(config.get("model_metadata") or {})
         self._weights_dir = Path(config["weights"][0]["mount_location"])
         self._data_dir = Path(kwargs.get("data_dir") or "data")
         self._lazy_data = kwargs.get("lazy_data_resolver")
-        self._default_voice_name: str = metadata.get("default_voice", "")
+        self._default_voice_name = self._settings.default_voice
         self._streamer = AudioStreamer(ServingSettings.from_env())
-        self._cloned: SpeakerCache[Latents] = SpeakerCache(int(metadata.get("max_cloned_voices", 64)))
-        self.model: Optional[Xtts] = None
+        self._cloned: SpeakerCache[Latents] = SpeakerCache(self._settings.max_cloned_voices)
+        self.model: Xtts | None = None
         self.voices: dict[str, Latents] = {}
         self.default_voice = ""
         # "incremental" (default): constant-cost decode (streaming_decode.py); "stock": Xtts.inference_stream.
-        self._stream_decoder = os.environ.get("XTTS_STREAM_DECODER", "incremental").strip().lower() or "incremental"
-        if self._stream_decoder not in ("incremental", "stock"):
-            raise ValueError(f"XTTS_STREAM_DECODER must be 'incremental' or 'stock', not {self._stream_decoder!r}")
+        self._stream_decoder = self._settings.stream_decoder
 
     # ---- load -------------------------------------------------------------
 
@@ -92,15 +82,15 @@ class Model:
         self.device = "cuda" if cuda else "cpu"
         if not cuda:
             logger.warning("CUDA is not available: XTTS runs on the CPU, far slower than on a GPU")
-        use_deepspeed = cuda and _env_flag("XTTS_DEEPSPEED")
-        if use_deepspeed and self._streamer.max_streams > 1:
+        use_deepspeed = cuda and self._settings.deepspeed
+        if use_deepspeed and self._streamer.settings.max_streams > 1:
             # DeepSpeed's inference engine (injected kernels with their own workspace) is not
             # thread-safe: DeepSpeed-MII itself serializes calls to it.
             raise ValueError(
-                f"XTTS_DEEPSPEED=1 needs TTS_MAX_STREAMS=1 (got {self._streamer.max_streams}): "
+                f"XTTS_DEEPSPEED=1 needs TTS_MAX_STREAMS=1 (got {self._streamer.settings.max_streams}): "
                 "DeepSpeed inference is not safe for concurrent streams"
             )
-        self._half = cuda and _env_flag("XTTS_HALF")
+        self._half = cuda and self._settings.half
         checkpoint = self._checkpoint_dir()
         config = XttsConfig()
         config.load_json(str(checkpoint / "config.json"))
@@ -109,7 +99,13 @@ class Model:
         model.to(self.device)
         self.model = model
         self.languages = list(config.languages)
-        logger.info("XTTS loaded from %s on %s (deepspeed=%s, fp16=%s)", checkpoint, self.device, use_deepspeed, self._half)
+        logger.info(
+            "XTTS loaded from %s on %s (deepspeed=%s, fp16=%s)",
+            checkpoint,
+            self.device,
+            use_deepspeed,
+            self._half,
+        )
 
         # Pin every known voice's conditioning on the device, once.
         with torch.inference_mode():
@@ -122,16 +118,22 @@ class Model:
                 samples, rate = soundfile.read(wav, dtype="float32", always_2d=True)
                 self.voices[wav.stem] = self._latents(to_mono(samples, rate, XTTS_REFERENCE_RATE))
         if not self.voices:
-            raise RuntimeError("no voices: the checkpoint has no speakers_xtts.pth and data/speakers is empty")
+            raise RuntimeError(
+                "no voices: the checkpoint has no speakers_xtts.pth and data/speakers is empty"
+            )
         self.default_voice = (
             self._default_voice_name if self._default_voice_name in self.voices else sorted(self.voices)[0]
         )
         if self.default_voice != self._default_voice_name:
-            logger.warning("default voice %r not found; using %r", self._default_voice_name, self.default_voice)
+            logger.warning(
+                "default voice %r not found; using %r", self._default_voice_name, self.default_voice
+            )
         logger.info("%d voices pinned on %s; default %r", len(self.voices), self.device, self.default_voice)
 
         warm_up = stream_view(model, stream_generator(self.device, 0))
-        for _ in self._generate(warm_up, "Warm up.", "en", self.voices[self.default_voice], XttsRequest(text="-")):
+        for _ in self._generate(
+            warm_up, "Warm up.", "en", self.voices[self.default_voice], XttsRequest(text="-")
+        ):
             pass
 
     def _latents(self, mono: np.ndarray) -> Latents:
@@ -152,13 +154,21 @@ class Model:
 
     # ---- predict ----------------------------------------------------------
 
-    def _generate(self, model: Xtts, text: str, language: str, voice: Latents, req: XttsRequest) -> Iterator[np.ndarray]:
+    def _generate(
+        self, model: Xtts, text: str, language: str, voice: Latents, req: XttsRequest
+    ) -> Iterator[np.ndarray]:
         """One sentence on `model`, a stream's view (stream_state.stream_view) of the loaded model."""
         config = model.config
         autocast = (
-            torch.autocast(device_type="cuda", dtype=torch.float16) if self._half else contextlib.nullcontext()
+            torch.autocast(device_type="cuda", dtype=torch.float16)
+            if self._half
+            else contextlib.nullcontext()
         )
-        stream = model.inference_stream if self._stream_decoder == "stock" else partial(inference_stream_incremental, model)
+        stream = (
+            model.inference_stream
+            if self._stream_decoder == "stock"
+            else partial(inference_stream_incremental, model)
+        )
         with torch.inference_mode(), autocast:
             for chunk in stream(
                 text,
@@ -167,9 +177,13 @@ class Model:
                 voice[1],
                 stream_chunk_size=req.chunk_size,
                 temperature=req.temperature if req.temperature is not None else config.temperature,
-                length_penalty=req.length_penalty if req.length_penalty is not None else config.length_penalty,
+                length_penalty=req.length_penalty
+                if req.length_penalty is not None
+                else config.length_penalty,
                 repetition_penalty=(
-                    req.repetition_penalty if req.repetition_penalty is not None else config.repetition_penalty
+                    req.repetition_penalty
+                    if req.repetition_penalty is not None
+                    else config.repetition_penalty
                 ),
                 top_k=req.top_k if req.top_k is not None else config.top_k,
                 top_p=req.top_p if req.top_p is not None else config.top_p,
@@ -182,19 +196,25 @@ class Model:
         model = self.model
         assert model is not None
         if req.language not in self.languages:
-            raise field_error("language", f"unsupported language {req.language!r}; supported: {', '.join(self.languages)}")
+            raise field_error(
+                "language", f"unsupported language {req.language!r}; supported: {', '.join(self.languages)}"
+            )
         if req.voice is not None and req.speaker_wav is not None:
             raise field_error("speaker_wav", "give either voice or speaker_wav, not both")
         if req.voice is not None and req.voice not in self.voices:
-            raise field_error("voice", f"unknown voice {req.voice!r}; available: {', '.join(sorted(self.voices))}")
+            raise field_error(
+                "voice", f"unknown voice {req.voice!r}; available: {', '.join(sorted(self.voices))}"
+            )
         clip = (
-            decode_reference_wav(req.speaker_wav, XTTS_REFERENCE_RATE) if req.speaker_wav is not None else None
+            decode_reference_wav(req.speaker_wav, XTTS_REFERENCE_RATE)
+            if req.speaker_wav is not None
+            else None
         )
         char_limit = model.tokenizer.char_limits.get(req.language.split("-")[0], 250)
         segments = plan_segments(req.text, max_chars=char_limit)
         headers: dict[str, str] = {"X-Voice": req.voice or ("cloned" if clip else self.default_voice)}
 
-        def chunks(cancel: threading.Event) -> Iterator[np.ndarray]:
+        def chunks(cancel: threading.Event) -> Generator[np.ndarray, None, None]:
             if clip is not None:
                 voice, cached = self._cloned.get_or_compute(
                     content_key(clip.raw), lambda: self._latents(clip.samples)
@@ -210,7 +230,9 @@ class Model:
                         return
                     yield chunk
 
-        return Synthesis(model_rate=model.config.model_args.output_sample_rate, chunks=chunks, headers=headers)
+        return Synthesis(
+            model_rate=model.config.model_args.output_sample_rate, chunks=chunks, headers=headers
+        )
 
     def is_healthy(self) -> bool:
         return self._streamer.healthy()

@@ -39,7 +39,6 @@ what ``inference_stream`` produces on the whole model after ``torch.manual_seed(
 from __future__ import annotations
 
 import copy
-from typing import Optional
 
 import torch
 from torch import nn
@@ -51,7 +50,7 @@ class StreamSampler(LogitsProcessor):
 
     def __init__(self, generator: torch.Generator):
         self.generator = generator
-        self.drawn: Optional[torch.Tensor] = None
+        self.drawn: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.drawn is not None and not torch.equal(input_ids[:, -1], self.drawn):
@@ -62,7 +61,7 @@ class StreamSampler(LogitsProcessor):
         return torch.full_like(scores, -float("inf")).scatter_(-1, token, 0.0)
 
 
-def stream_generator(device: torch.device | str, seed: Optional[int]) -> torch.Generator:
+def stream_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
     """The stream's sampling RNG: seeded, or from the OS's entropy when seed is None."""
     generator = torch.Generator(device=device)
     if seed is None:

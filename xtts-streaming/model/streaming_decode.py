@@ -48,7 +48,7 @@ applied as asked (seamless, but not the one-shot decode, which skips it).
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import torch
 
@@ -60,7 +60,9 @@ LEFT_CONTEXT_FRAMES = 13
 RIGHT_MARGIN_FRAMES = 13
 
 
-def decode_points(stream_chunk_size: int, first_chunk_tokens: Optional[int] = FIRST_CHUNK_TOKENS) -> Iterator[int]:
+def decode_points(
+    stream_chunk_size: int, first_chunk_tokens: int | None = FIRST_CHUNK_TOKENS
+) -> Iterator[int]:
     """Token counts at which a chunk is decoded (besides the end of generation).
 
     ``first_chunk_tokens``, then every ``stream_chunk_size`` tokens after it:
@@ -70,7 +72,11 @@ def decode_points(stream_chunk_size: int, first_chunk_tokens: Optional[int] = FI
     """
     if stream_chunk_size <= 0:
         return
-    first = stream_chunk_size if first_chunk_tokens is None else max(1, min(first_chunk_tokens, stream_chunk_size))
+    first = (
+        stream_chunk_size
+        if first_chunk_tokens is None
+        else max(1, min(first_chunk_tokens, stream_chunk_size))
+    )
     n = first
     while True:
         yield n
@@ -95,7 +101,7 @@ class _LinearStage:
     def out_len(self, n_in: int) -> int:
         return int(n_in * self.scale_factor)
 
-    def _source(self, j: torch.Tensor, n_in: Optional[int]):
+    def _source(self, j: torch.Tensor, n_in: int | None):
         # One rounding for ratio * (j + 0.5) - 0.5, as ATen's fused multiply-add.
         real = (self._ratio * (j.to(torch.float32) + 0.5).to(torch.float64) - 0.5).to(torch.float32)
         real = torch.clamp_min(real, 0.0)
@@ -115,14 +121,14 @@ class _LinearStage:
         _, i1, _, _ = self._source(j, None)
         return lo + int((i1 <= n_avail - 1).sum())  # i1 grows with j: the computable frames are a prefix
 
-    def input_range(self, j_lo: int, j_hi: int, n_in: Optional[int], identity: bool = False) -> tuple[int, int]:
+    def input_range(self, j_lo: int, j_hi: int, n_in: int | None, identity: bool = False) -> tuple[int, int]:
         if identity:
             return j_lo, j_hi
         i0, i1, _, _ = self._source(torch.tensor([j_lo, j_hi - 1]), n_in)
         return int(i0[0]), int(i1[1]) + 1
 
     def apply(
-        self, x: torch.Tensor, x_start: int, j_lo: int, j_hi: int, n_in: Optional[int], identity: bool = False
+        self, x: torch.Tensor, x_start: int, j_lo: int, j_hi: int, n_in: int | None, identity: bool = False
     ) -> torch.Tensor:
         """x: [B, C, frames x_start...]; returns output frames [j_lo, j_hi) as [B, C, j_hi - j_lo]."""
         if identity:
@@ -161,9 +167,13 @@ class IncrementalDecoder:
         stages = []
         if length_scale != 1.0:  # inference_stream's speed interpolation
             stages.append(_LinearStage(length_scale))
-        stages.append(_LinearStage(hifigan_decoder.ar_mel_length_compression / hifigan_decoder.output_hop_length))
+        stages.append(
+            _LinearStage(hifigan_decoder.ar_mel_length_compression / hifigan_decoder.output_hop_length)
+        )
         if hifigan_decoder.output_sample_rate != hifigan_decoder.input_sample_rate:
-            stages.append(_LinearStage(hifigan_decoder.output_sample_rate / hifigan_decoder.input_sample_rate))
+            stages.append(
+                _LinearStage(hifigan_decoder.output_sample_rate / hifigan_decoder.input_sample_rate)
+            )
         self.stages = stages
         self.hop = math.prod(int(up.stride[0]) for up in hifigan_decoder.waveform_decoder.ups)
         self._latents: list[torch.Tensor] = []  # [n, C] blocks as pushed
@@ -171,7 +181,9 @@ class IncrementalDecoder:
         self._base = 0  # global index of the first latent still held
         self.emitted = 0  # generator frames whose samples have been returned
         self.windows: list[tuple[int, int]] = []  # generator frame window of each decode, for inspection
-        self.allow_identity = True  # mirror ATen's same-length shortcut when decoding a sentence in one window
+        self.allow_identity = (
+            True  # mirror ATen's same-length shortcut when decoding a sentence in one window
+        )
 
     def push(self, latents: torch.Tensor) -> None:
         """latents: [n, C] (or [1, n, C]) new GPT latents, in order."""
@@ -203,16 +215,18 @@ class IncrementalDecoder:
         n_ins = [n if final else None for n in sizes[:-1]]
         identity = [
             final and self.allow_identity and self.emitted == 0 and st.out_len(n) == n
-            for st, n in zip(self.stages, sizes[:-1])
+            for st, n in zip(self.stages, sizes[:-1], strict=False)
         ]
         # Frames each stage must produce, from the generator back to the latents.
         ranges = [(lo, hi)]
-        for stage, n_in, same in zip(reversed(self.stages), reversed(n_ins), reversed(identity)):
+        for stage, n_in, same in zip(
+            reversed(self.stages), reversed(n_ins), reversed(identity), strict=False
+        ):
             ranges.append(stage.input_range(*ranges[-1], n_in, same))
         ranges.reverse()
         a, b = ranges[0]
         x = self._window(a, b)  # [1, C, b - a]
-        for stage, (j_lo, j_hi), n_in, same in zip(self.stages, ranges[1:], n_ins, identity):
+        for stage, (j_lo, j_hi), n_in, same in zip(self.stages, ranges[1:], n_ins, identity, strict=False):
             x = stage.apply(x, a, j_lo, j_hi, n_in, same)
             a = j_lo
         wav = self.decoder.waveform_decoder(x, g=self.g)
@@ -244,7 +258,7 @@ def inference_stream_incremental(
     speaker_embedding: torch.Tensor,
     # Streaming
     stream_chunk_size: int = 20,
-    first_chunk_tokens: Optional[int] = FIRST_CHUNK_TOKENS,
+    first_chunk_tokens: int | None = FIRST_CHUNK_TOKENS,
     # GPT inference (same defaults as Xtts.inference_stream)
     temperature: float = 0.75,
     length_penalty: float = 1.0,
@@ -276,7 +290,9 @@ def inference_stream_incremental(
 
     for sent in sentences:
         sent = sent.strip().lower()
-        text_tokens = torch.IntTensor(model.tokenizer.encode(sent, lang=language)).unsqueeze(0).to(model.device)
+        text_tokens = (
+            torch.IntTensor(model.tokenizer.encode(sent, lang=language)).unsqueeze(0).to(model.device)
+        )
         assert text_tokens.shape[-1] < model.args.gpt_max_text_tokens, (
             " ❗ XTTS can only generate text with a maximum of 400 tokens."
         )

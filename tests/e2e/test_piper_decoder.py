@@ -2,7 +2,7 @@
 (piper-streaming/model/chunked_vits.py): proven on the real en_US-joe-medium voice
 against the shipped one-shot graph.
 
-tests/piper_decoder_check.py runs once in the Truss's environment and reports; these
+tests/tools/piper_decoder_check.py runs once in the Truss's environment and reports; these
 tests assert on the report (correctness only, never wall-clock).
 """
 
@@ -18,8 +18,10 @@ SNR_FLOOR_DB = 90.0  # measured ~120 dB: float rounding
 @pytest.fixture(scope="module")
 def report(piper_python):
     out = subprocess.run(
-        [str(piper_python), str(REPO / "tests/piper_decoder_check.py")],
-        check=True, capture_output=True, text=True,
+        [str(piper_python), str(REPO / "tests/tools/piper_decoder_check.py")],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -57,7 +59,7 @@ def test_chunks_join_to_the_one_shot_decode(report):
 
 
 def test_no_seams(report):
-    for case, schedule in schedules(report):
+    for _case, schedule in schedules(report):
         # the step across each seam is the one-shot signal's own step there
         assert abs(schedule["seam_jump_max"] - schedule["graph_jump_at_seams_max"]) < 1e-4
 

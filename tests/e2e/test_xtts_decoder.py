@@ -1,7 +1,7 @@
 """The incremental XTTS streaming decoder (xtts-streaming/model/streaming_decode.py) is the
 one-shot decode, chunked: proven on the tiny checkpoint (tiny GPT, real XTTS-v2 HiFi-GAN).
 
-tests/xtts_decoder_check.py runs once in the Truss's environment and reports; these tests
+tests/tools/xtts_decoder_check.py runs once in the Truss's environment and reports; these tests
 assert on the report (correctness only, never wall-clock), and one compares the served
 default path with an in-process run of the same code.
 """
@@ -13,7 +13,6 @@ import pytest
 import requests
 from conftest import REPO
 
-
 SNR_FLOOR_DB = 90.0  # ours measures ~140 dB (float rounding); stock inference_stream ~50-60 dB
 FLOAT_NOISE_DB = 120.0  # "as close as" up to float rounding (stock is bit-exact when it decodes once)
 TEXT = "Hello world, this is a tiny streaming test."
@@ -22,8 +21,10 @@ TEXT = "Hello world, this is a tiny streaming test."
 @pytest.fixture(scope="module")
 def report(xtts_python, xtts_checkpoint):
     out = subprocess.run(
-        [str(xtts_python), str(REPO / "tests/xtts_decoder_check.py"), str(xtts_checkpoint)],
-        check=True, capture_output=True, text=True,
+        [str(xtts_python), str(REPO / "tests/tools/xtts_decoder_check.py"), str(xtts_checkpoint)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -115,14 +116,28 @@ def test_full_margins_are_needed_for_exactness(report):
     assert sweep[2]["snr_db"] < sweep[13]["snr_db"]
 
 
-def test_served_default_bytes_equal_in_process_incremental_stream(xtts, xtts_python, xtts_checkpoint, tmp_path):
-    served = requests.post(xtts.predict_url, json={"text": TEXT, "voice": "Tiny Speaker A", "seed": 7}, timeout=300)
+def test_served_default_bytes_equal_in_process_incremental_stream(
+    xtts, xtts_python, xtts_checkpoint, tmp_path
+):
+    served = requests.post(
+        xtts.predict_url, json={"text": TEXT, "voice": "Tiny Speaker A", "seed": 7}, timeout=300
+    )
     assert served.status_code == 200, served.text
     reference = tmp_path / "reference.pcm"
     out = subprocess.run(
-        [str(xtts_python), str(REPO / "tests/xtts_decoder_check.py"), str(xtts_checkpoint),
-         "--pcm", "Tiny Speaker A", "7", TEXT, str(reference)],
-        check=True, capture_output=True, text=True,
+        [
+            str(xtts_python),
+            str(REPO / "tests/tools/xtts_decoder_check.py"),
+            str(xtts_checkpoint),
+            "--pcm",
+            "Tiny Speaker A",
+            "7",
+            TEXT,
+            str(reference),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     chunks = json.loads(out.stdout.strip().splitlines()[-1])["chunk_samples"]
     assert len(chunks) >= 3

@@ -2,7 +2,7 @@
 the samples it streams for whole sentences and paragraphs are the ones piper's own
 `PiperVoice.synthesize` gives for the same text, to float rounding, apart from
 piper's per-sentence level normalisation, which the Truss leaves out (README,
-piper-streaming). tests/piper_sentence_check.py measures; these tests assert."""
+piper-streaming). tests/tools/piper_sentence_check.py measures; these tests assert."""
 
 import json
 import subprocess
@@ -17,8 +17,10 @@ MAX_ERR = 1e-4  # of full scale
 @pytest.fixture(scope="module")
 def report(piper_python):
     out = subprocess.run(
-        [str(piper_python), str(REPO / "tests/piper_sentence_check.py")],
-        check=True, capture_output=True, text=True,
+        [str(piper_python), str(REPO / "tests/tools/piper_sentence_check.py")],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 

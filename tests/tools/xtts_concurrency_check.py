@@ -2,7 +2,7 @@
 
 Run with the xtts-streaming environment's python on the tiny checkpoint:
 
-    python tests/xtts_concurrency_check.py CHECKPOINT_DIR
+    python tests/tools/xtts_concurrency_check.py CHECKPOINT_DIR
 
 Loads the Truss's own adapter (xtts-streaming/model/model.py, `Model.load` as served),
 then, for each decoder (incremental, stock), streams each request of STREAMS alone, then
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TRUSS = REPO / "xtts-streaming"
-sys.path[:0] = [str(TRUSS / "model"), str(REPO / "packages")]
+sys.path[:0] = [str(TRUSS), str(REPO / "packages")]  # the Truss's code is the package `model`
 
 TEXTS = ("Hello world, this is a tiny streaming test.", "Another voice says something else entirely.")
 
@@ -61,7 +61,7 @@ def streams() -> list[dict]:
 
 
 def load_adapter(checkpoint: str):
-    import model as adapter
+    from model import model as adapter
 
     os.environ["XTTS_MODEL_DIR"] = checkpoint
     config = yaml.safe_load((TRUSS / "config.yaml").read_text())
@@ -85,7 +85,10 @@ def stream_once(served, body: dict, start: float, out: dict) -> None:
 def run_together(served, bodies: list[dict]) -> list[dict]:
     outs = [{} for _ in bodies]
     start = time.perf_counter()
-    threads = [threading.Thread(target=stream_once, args=(served, b, start, o)) for b, o in zip(bodies, outs)]
+    threads = [
+        threading.Thread(target=stream_once, args=(served, b, start, o))
+        for b, o in zip(bodies, outs, strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -94,7 +97,7 @@ def run_together(served, bodies: list[dict]) -> list[dict]:
 
 
 def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
-    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def compare(alone: list[dict], together: list[dict]) -> dict:
@@ -102,7 +105,7 @@ def compare(alone: list[dict], together: list[dict]) -> dict:
     lasts = [o["times"][-1] for o in together if o.get("times")]
     return {
         "streams": len(together),
-        "exact": [same(a["chunks"], o["chunks"]) for a, o in zip(alone, together)],
+        "exact": [same(a["chunks"], o["chunks"]) for a, o in zip(alone, together, strict=True)],
         "errors": [o.get("error") for o in together],
         "chunks": [len(o["chunks"]) for o in together],
         # every stream had audio out before any stream finished: all were in flight together

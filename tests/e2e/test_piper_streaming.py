@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import requests
 from audio_checks import assert_speech_like, pcm16
+
 from tts_common.audio import mulaw_to_pcm16
 
 SENTENCE = "This is a test of the real-time text-to-speech synthesis system."
@@ -84,8 +85,9 @@ def test_audio_arrives_in_several_chunks_in_text_order(piper):
 def test_a_sentence_streams_in_pieces_smaller_than_itself(piper):
     """Within one sentence the flow and decoder run chunk by chunk: the sentence's
     first read is a fraction of a second of audio, not the sentence."""
-    with requests.post(piper.predict_url, json={"text": SENTENCE, "sample_rate": 22050},
-                       stream=True, timeout=120) as r:
+    with requests.post(
+        piper.predict_url, json={"text": SENTENCE, "sample_rate": 22050}, stream=True, timeout=120
+    ) as r:
         reads = [len(chunk) for chunk in r.iter_content(chunk_size=None)]
     assert len(reads) >= 4
     assert reads[0] / 2 / 22050 < 0.5 < sum(reads) / 2 / 22050
@@ -147,10 +149,13 @@ def test_bad_input_gets_4xx_naming_the_field(piper, body, status, field):
 
 @pytest.mark.parametrize(
     "raw, content_type",
-    [(b"{oops", "application/json"), (b"text=hello", "application/x-www-form-urlencoded"),
-     (b"[1]", "application/json"),
-     (b"[" * 100_000 + b"]" * 100_000, "application/json"),  # once a RecursionError 500
-     (b'{"text": "lone \\ud800 surrogate"}', "application/json")],
+    [
+        (b"{oops", "application/json"),
+        (b"text=hello", "application/x-www-form-urlencoded"),
+        (b"[1]", "application/json"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json"),  # once a RecursionError 500
+        (b'{"text": "lone \\ud800 surrogate"}', "application/json"),
+    ],
     ids=["not-json", "form", "array", "deeply-nested", "lone-surrogate"],
 )
 def test_non_json_bodies_get_400(piper, raw, content_type):

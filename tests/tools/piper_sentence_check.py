@@ -4,7 +4,7 @@ the same text, with the voice's noise off so both draw the same latents. Run in
 the Truss's environment by test_piper_sentences.py; prints one JSON report
 (facts only; the tests assert on it).
 
-    python tests/piper_sentence_check.py
+    python tests/tools/piper_sentence_check.py
 """
 
 import json
@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 from piper import PiperVoice, SynthesisConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
 from model.model import Model, PiperRequest  # noqa: E402
 
@@ -53,12 +53,20 @@ def main() -> None:
             chunks = list(synthesis.chunks(threading.Event()))
             ours = np.concatenate(chunks)
             config = dict(noise_scale=0.0, noise_w_scale=0.0, length_scale=piper.config.length_scale / speed)
-            raw = [c.audio_float_array for c in piper.synthesize(text, SynthesisConfig(normalize_audio=False, **config))]
+            raw = [
+                c.audio_float_array
+                for c in piper.synthesize(text, SynthesisConfig(normalize_audio=False, **config))
+            ]
             normalised = [c.audio_float_array for c in piper.synthesize(text, SynthesisConfig(**config))]
             reference = np.concatenate(raw)
             case = {
-                "name": name, "speed": speed, "chunks": len(chunks), "sample_rate": synthesis.model_rate,
-                "piper_sentences": len(raw), "length": len(ours), "piper_length": len(reference),
+                "name": name,
+                "speed": speed,
+                "chunks": len(chunks),
+                "sample_rate": synthesis.model_rate,
+                "piper_sentences": len(raw),
+                "length": len(ours),
+                "piper_length": len(reference),
             }
             if len(ours) == len(reference):
                 case["max_err"] = float(np.max(np.abs(ours - reference)))
@@ -66,7 +74,7 @@ def main() -> None:
                 # piper's default scales each sentence to full range; ours keeps the
                 # voice's own level: per sentence, the same audio up to that gain
                 gains, errs, start = [], [], 0
-                for sentence, scaled in zip(raw, normalised):
+                for sentence, scaled in zip(raw, normalised, strict=True):
                     part = ours[start : start + len(sentence)]
                     gain = 1.0 / float(np.max(np.abs(sentence)))
                     gains.append(gain)

@@ -3,11 +3,11 @@
 Run with the xtts-streaming environment's python on the tiny checkpoint
 (tests/fixtures/tiny_xtts.py: tiny GPT, real XTTS-v2 HiFi-GAN decoder):
 
-    python tests/xtts_decoder_check.py CHECKPOINT_DIR [--full]
+    python tests/tools/xtts_decoder_check.py CHECKPOINT_DIR [--full]
         prints one JSON report (last line of stdout)
-    python tests/xtts_decoder_check.py CHECKPOINT_DIR --pcm VOICE SEED TEXT OUT.pcm
+    python tests/tools/xtts_decoder_check.py CHECKPOINT_DIR --pcm VOICE SEED TEXT OUT.pcm
         writes inference_stream_incremental's chunks as 16-bit PCM (the served default
-        path's in-process reference, as tests/xtts_inprocess.py is for inference_stream)
+        path's in-process reference, as tests/tools/xtts_inprocess.py is for inference_stream)
 
 The report: for several sentences (seeds, lengths, speeds, chunk sizes), the GPT latents
 are recorded once, then decoded three ways from those same latents:
@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "xtts-streaming" / "model"), str(REPO / "packages")]
 import streaming_decode as sd  # noqa: E402
+
 from tts_common.audio import float_to_pcm16  # noqa: E402
 
 TEXT = "Hello world, this is a tiny streaming test."
@@ -54,8 +55,13 @@ def load(checkpoint: str) -> Xtts:
 
 def gpt_kwargs(model: Xtts) -> dict:
     c = model.config
-    return dict(temperature=c.temperature, length_penalty=c.length_penalty, repetition_penalty=c.repetition_penalty,
-                top_k=c.top_k, top_p=c.top_p)
+    return dict(
+        temperature=c.temperature,
+        length_penalty=c.length_penalty,
+        repetition_penalty=c.repetition_penalty,
+        top_k=c.top_k,
+        top_p=c.top_p,
+    )
 
 
 def record_latents(model: Xtts, text: str, voice, seed: int, max_tokens=None) -> torch.Tensor:
@@ -66,10 +72,18 @@ def record_latents(model: Xtts, text: str, voice, seed: int, max_tokens=None) ->
     tokens = torch.IntTensor(model.tokenizer.encode(sent, lang="en")).unsqueeze(0)
     fake_inputs = model.gpt.compute_embeddings(voice[0], tokens)
     gen = model.gpt.get_generator(
-        fake_inputs=fake_inputs, top_k=kw["top_k"], top_p=kw["top_p"], temperature=kw["temperature"],
-        do_sample=True, num_beams=1, num_return_sequences=1, length_penalty=float(kw["length_penalty"]),
-        repetition_penalty=float(kw["repetition_penalty"]), output_attentions=False,
-        output_hidden_states=True, return_dict_in_generate=True,
+        fake_inputs=fake_inputs,
+        top_k=kw["top_k"],
+        top_p=kw["top_p"],
+        temperature=kw["temperature"],
+        do_sample=True,
+        num_beams=1,
+        num_return_sequences=1,
+        length_penalty=float(kw["length_penalty"]),
+        repetition_penalty=float(kw["repetition_penalty"]),
+        output_attentions=False,
+        output_hidden_states=True,
+        return_dict_in_generate=True,
     )
     latents = []
     for _, latent in gen:
@@ -82,7 +96,9 @@ def record_latents(model: Xtts, text: str, voice, seed: int, max_tokens=None) ->
 def speed_interp(latents: torch.Tensor, length_scale: float) -> torch.Tensor:
     """[1, T, C] -> [1, T', C] exactly as inference_stream does."""
     if length_scale != 1.0:
-        latents = F.interpolate(latents.transpose(1, 2), scale_factor=length_scale, mode="linear").transpose(1, 2)
+        latents = F.interpolate(latents.transpose(1, 2), scale_factor=length_scale, mode="linear").transpose(
+            1, 2
+        )
     return latents
 
 
@@ -108,8 +124,16 @@ def stock_stream(model: Xtts, latents: torch.Tensor, g, chunk: int, length_scale
     return chunks, times
 
 
-def ours_stream(model: Xtts, latents: torch.Tensor, g, chunk: int, first, length_scale: float,
-                left=sd.LEFT_CONTEXT_FRAMES, right=sd.RIGHT_MARGIN_FRAMES):
+def ours_stream(
+    model: Xtts,
+    latents: torch.Tensor,
+    g,
+    chunk: int,
+    first,
+    length_scale: float,
+    left=sd.LEFT_CONTEXT_FRAMES,
+    right=sd.RIGHT_MARGIN_FRAMES,
+):
     """IncrementalDecoder on inference_stream_incremental's schedule, fed recorded latents."""
     decoder = sd.IncrementalDecoder(model.hifigan_decoder, g, length_scale, left, right)
     total = latents.shape[0]
@@ -206,7 +230,9 @@ def architecture_field(gen, block: int = 1000) -> dict:
         spans = []
         for rb in gen.resblocks[i * gen.num_kernels : (i + 1) * gen.num_kernels]:
             a, b = lo, hi
-            for c1, c2 in reversed(list(zip(rb.convs1, rb.convs2))):  # residual: union = the conv span
+            for c1, c2 in reversed(
+                list(zip(rb.convs1, rb.convs2, strict=True))
+            ):  # residual: union = the conv span
                 a, b = _conv_back(c1, *_conv_back(c2, a, b))
             spans.append((a, b))
         lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
@@ -243,11 +269,19 @@ def measured_field(model: Xtts, g) -> dict:
     lp[:, t] += 1.0
     changed = ((dec(lp, g=g)[0, 0] - base) != 0).nonzero().flatten()
     per_latent = len(base) / T
-    out.update({
-        "samples_per_latent": per_latent,
-        "latent_affects_samples": [int(changed.min()) - round(t * per_latent), int(changed.max()) - round((t + 1) * per_latent)],
-        "latent_affects_latents": [round(int(changed.min()) / per_latent - t, 2), round(int(changed.max()) / per_latent - t - 1, 2)],
-    })
+    out.update(
+        {
+            "samples_per_latent": per_latent,
+            "latent_affects_samples": [
+                int(changed.min()) - round(t * per_latent),
+                int(changed.max()) - round((t + 1) * per_latent),
+            ],
+            "latent_affects_latents": [
+                round(int(changed.min()) / per_latent - t, 2),
+                round(int(changed.max()) / per_latent - t - 1, 2),
+            ],
+        }
+    )
     return out
 
 
@@ -286,8 +320,14 @@ def run_case(model, voice, case) -> dict:
     stock_chunks, stock_times = stock_stream(model, latents, g, chunk, ls)
     our_chunks, our_times, points = ours_stream(model, latents, g, chunk, first, ls)
     return {
-        "name": name, "seed": seed, "tokens": latents.shape[0], "speed": speed, "chunk_size": chunk,
-        "first_chunk_tokens": first, "decode_points": points, "full_length": len(ref),
+        "name": name,
+        "seed": seed,
+        "tokens": latents.shape[0],
+        "speed": speed,
+        "chunk_size": chunk,
+        "first_chunk_tokens": first,
+        "decode_points": points,
+        "full_length": len(ref),
         "full_decode_ms": round(full_ms, 1),
         "stock": summary(stock_chunks, stock_times, ref),
         "ours": summary(our_chunks, our_times, ref),
@@ -299,18 +339,33 @@ def end_to_end(model, voice) -> dict:
     kw = gpt_kwargs(model)
     seed = 11
     torch.manual_seed(seed)
-    stock = [c.clone() for c in model.inference_stream(TEXT, "en", voice[0], voice[1], stream_chunk_size=20, speed=1.0, **kw)]
+    stock = [
+        c.clone()
+        for c in model.inference_stream(TEXT, "en", voice[0], voice[1], stream_chunk_size=20, speed=1.0, **kw)
+    ]
     torch.manual_seed(seed)
-    ours = [c.clone() for c in sd.inference_stream_incremental(model, TEXT, "en", voice[0], voice[1], stream_chunk_size=20, speed=1.0, **kw)]
+    ours = [
+        c.clone()
+        for c in sd.inference_stream_incremental(
+            model, TEXT, "en", voice[0], voice[1], stream_chunk_size=20, speed=1.0, **kw
+        )
+    ]
     torch.manual_seed(seed)
-    ours_speed = [c.clone() for c in sd.inference_stream_incremental(model, TEXT, "en", voice[0], voice[1], stream_chunk_size=20, speed=1.3, **kw)]
+    ours_speed = [
+        c.clone()
+        for c in sd.inference_stream_incremental(
+            model, TEXT, "en", voice[0], voice[1], stream_chunk_size=20, speed=1.3, **kw
+        )
+    ]
     latents = record_latents(model, TEXT, voice, seed)
     stock_rec, _ = stock_stream(model, latents, voice[1], 20, 1.0)
     ours_rec, _, _ = ours_stream(model, latents, voice[1], 20, sd.FIRST_CHUNK_TOKENS, 1.0)
     ours_speed_rec, _, _ = ours_stream(model, latents, voice[1], 20, sd.FIRST_CHUNK_TOKENS, 1.0 / 1.3)
 
     def same(a, b):
-        return [len(x) for x in a] == [len(x) for x in b] and all(torch.equal(x, y) for x, y in zip(a, b))
+        return [len(x) for x in a] == [len(x) for x in b] and all(
+            torch.equal(x, y) for x, y in zip(a, b, strict=True)
+        )
 
     return {
         "tokens": latents.shape[0],
@@ -327,11 +382,20 @@ def margin_sweep(model, voice) -> list:
     ref = one_shot(model, latents, voice[1], 1.0)
     rows = []
     for margin in (2, 4, 6, 8, 10, 13):
-        chunks, times, _ = ours_stream(model, latents, voice[1], 20, sd.FIRST_CHUNK_TOKENS, 1.0, margin, margin)
+        chunks, times, _ = ours_stream(
+            model, latents, voice[1], 20, sd.FIRST_CHUNK_TOKENS, 1.0, margin, margin
+        )
         y = torch.cat(chunks)
-        rows.append({"left": margin, "right": margin, "snr_db": round(snr_db(ref, y), 1),
-                     "held_back_ms": round(margin * model.hifigan_decoder.output_hop_length / 24000 * 1000, 1),
-                     "decode_ms_total": round(sum(times), 1), "length_ok": len(y) == len(ref)})
+        rows.append(
+            {
+                "left": margin,
+                "right": margin,
+                "snr_db": round(snr_db(ref, y), 1),
+                "held_back_ms": round(margin * model.hifigan_decoder.output_hop_length / 24000 * 1000, 1),
+                "decode_ms_total": round(sum(times), 1),
+                "length_ok": len(y) == len(ref),
+            }
+        )
     return rows
 
 
@@ -342,8 +406,15 @@ def write_pcm(model, voice_name: str, seed: int, text: str, out: str) -> None:
     sizes = []
     with open(out, "wb") as f:
         for chunk in sd.inference_stream_incremental(
-            model, text, "en", speaker["gpt_cond_latent"], speaker["speaker_embedding"],
-            stream_chunk_size=20, speed=1.0, enable_text_splitting=False, **gpt_kwargs(model),
+            model,
+            text,
+            "en",
+            speaker["gpt_cond_latent"],
+            speaker["speaker_embedding"],
+            stream_chunk_size=20,
+            speed=1.0,
+            enable_text_splitting=False,
+            **gpt_kwargs(model),
         ):
             sizes.append(len(chunk))
             f.write(float_to_pcm16(chunk.float().cpu().numpy()))
@@ -367,14 +438,21 @@ def main() -> None:
         speaker = model.speaker_manager.speakers[VOICE]
         voice = (speaker["gpt_cond_latent"], speaker["speaker_embedding"])
         report = {
-            "constants": {"first_chunk_tokens": sd.FIRST_CHUNK_TOKENS, "left_context_frames": sd.LEFT_CONTEXT_FRAMES,
-                          "right_margin_frames": sd.RIGHT_MARGIN_FRAMES},
+            "constants": {
+                "first_chunk_tokens": sd.FIRST_CHUNK_TOKENS,
+                "left_context_frames": sd.LEFT_CONTEXT_FRAMES,
+                "right_margin_frames": sd.RIGHT_MARGIN_FRAMES,
+            },
             "decode_points": {
-                f"{chunk},{first}": [p for _, p in zip(range(5), sd.decode_points(chunk, first))]
+                f"{chunk},{first}": [
+                    p for _, p in zip(range(5), sd.decode_points(chunk, first), strict=False)
+                ]
                 for chunk, first in ((20, 8), (20, None), (5, 8), (40, 8), (0, 8))
             },
-            "receptive_field": {**measured_field(model, voice[1]),
-                                "architecture": architecture_field(model.hifigan_decoder.waveform_decoder)},
+            "receptive_field": {
+                **measured_field(model, voice[1]),
+                "architecture": architecture_field(model.hifigan_decoder.waveform_decoder),
+            },
             "cases": [run_case(model, voice, c) for c in CASES + (FULL_CASES if args.full else [])],
             "speed_near_one": run_case(model, voice, SPEED_NEAR_ONE),
             "end_to_end": end_to_end(model, voice),

@@ -36,8 +36,12 @@ def test_a_sentence_at_the_limit_stays_whole():
 
 
 def test_a_long_sentence_splits_at_its_own_punctuation():
-    clauses = ["the first clause of a long sentence,", "then a second one that goes on;",
-               "a third: with a colon inside it,", "and a last one to end it."]
+    clauses = [
+        "the first clause of a long sentence,",
+        "then a second one that goes on;",
+        "a third: with a colon inside it,",
+        "and a last one to end it.",
+    ]
     sentence = " ".join(clauses)
     parts = split_long(sentence, 70)
     assert all(len(p) <= 70 for p in parts)

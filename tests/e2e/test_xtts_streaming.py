@@ -47,9 +47,18 @@ def test_stock_decoder_serves_exactly_what_in_process_inference_stream_yields(
     assert served.status_code == 200, served.text
     reference = tmp_path / "reference.pcm"
     out = subprocess.run(
-        [str(xtts_python), str(REPO / "tests/xtts_inprocess.py"), str(xtts_checkpoint),
-         "Tiny Speaker A", "7", TEXT, str(reference)],
-        check=True, capture_output=True, text=True,
+        [
+            str(xtts_python),
+            str(REPO / "tests/tools/xtts_inprocess.py"),
+            str(xtts_checkpoint),
+            "Tiny Speaker A",
+            "7",
+            TEXT,
+            str(reference),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     chunks = json.loads(out.stdout.strip().splitlines()[-1])["chunk_samples"]
     assert len(chunks) >= 2

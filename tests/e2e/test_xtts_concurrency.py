@@ -1,7 +1,7 @@
 """Several XTTS streams at once on one shared model (xtts-streaming/model/stream_state.py):
 each stream's audio is exactly what it is alone with the same seed, sample for sample.
 
-tests/xtts_concurrency_check.py runs the Truss's adapter in-process (precise comparison,
+tests/tools/xtts_concurrency_check.py runs the Truss's adapter in-process (precise comparison,
 both decoders, 2 and 4 streams, built-in and cloned voices); the last test does the same
 over real HTTP against the served Truss.
 """
@@ -21,8 +21,10 @@ from test_xtts_streaming import TEXT, tone, wav_b64
 @pytest.fixture(scope="module")
 def report(xtts_python, xtts_checkpoint):
     out = subprocess.run(
-        [str(xtts_python), str(REPO / "tests/xtts_concurrency_check.py"), str(xtts_checkpoint)],
-        check=True, capture_output=True, text=True,
+        [str(xtts_python), str(REPO / "tests/tools/xtts_concurrency_check.py"), str(xtts_checkpoint)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -73,7 +75,7 @@ def test_served_concurrent_streams_equal_their_alone_runs(xtts):
     assert len(set(alone)) == len(alone)
     outs = [{} for _ in bodies]
     start = time.perf_counter()
-    threads = [threading.Thread(target=synth, args=(b, o, start)) for b, o in zip(bodies, outs)]
+    threads = [threading.Thread(target=synth, args=(b, o, start)) for b, o in zip(bodies, outs, strict=True)]
     for t in threads:
         t.start()
     for t in threads:

