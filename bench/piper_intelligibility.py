@@ -33,8 +33,9 @@ REQUIREMENTS = REPO / "bench" / "requirements-intelligibility.txt"
 RATE = 16000
 VARIANTS = ("served", "piper_whole")
 RECOGNIZERS = ("whisper", "pocketsphinx")
-# Sentences a voice agent might say; none has digits (recognizers write numbers
-# their own way). The first is the benchmarks' seed sentence.
+# Sentences a voice agent might say, numbers spelled out. Whisper may write a
+# number as digits, an error for both variants alike (the comparison is what
+# counts). The first is the benchmarks' seed sentence.
 TEXTS = [
     "This is a test of the real-time text-to-speech synthesis system.",
     "Two blue fish swam in the tank.",
