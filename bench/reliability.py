@@ -15,22 +15,19 @@ Writes bench/results/reliability.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import json
 import subprocess
 import sys
 import threading
 import time
-import wave
 from pathlib import Path
 
-import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "tools")]
 
+from audio_checks import tone, wav_b64  # noqa: E402
 from raw_http import open_unread  # noqa: E402
 
 from local_truss.paths import cache_dir  # noqa: E402
@@ -70,18 +67,6 @@ class PeakRss:
 def still_streams(server: LocalTrussServer, body: dict) -> bool:
     r = requests.post(server.predict_url, json=body, timeout=300)
     return r.status_code == 200 and len(r.content) > 0
-
-
-def clip_b64(seconds: float, rate: int) -> str:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = 0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((samples * 32767).astype("<i2").tobytes())
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def unread_piper_streams(hold_s: float) -> dict:
@@ -126,7 +111,11 @@ def odd_rate_clips() -> list[dict]:
                 started = time.monotonic()
                 r = requests.post(
                     server.predict_url,
-                    json={"text": "Hello world.", "speaker_wav": clip_b64(3, clip_rate), "seed": 1},
+                    json={
+                        "text": "Hello world.",
+                        "speaker_wav": wav_b64(tone(3, clip_rate), clip_rate),
+                        "seed": 1,
+                    },
                     timeout=600,
                 )
                 return r.status_code, time.monotonic() - started

@@ -28,7 +28,6 @@ and prints a table.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -192,6 +191,9 @@ def row(mode: str, n: int, device: str, rounds: list[dict], after_load: dict, st
 
 
 def main() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    from machine import machine_facts
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["shared", "instances"], help=argparse.SUPPRESS)
@@ -281,12 +283,7 @@ def main() -> None:
                 r["cuda_mb_per_extra_stream"] = (r[part][ck] - single[part][ck]) / extra
 
     results = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "load_avg_at_end": os.getloadavg(),
-        },
+        "machine": machine_facts(),
         "model": model_name,
         "decoder": args.decoder,
         "text": TEXT,

@@ -20,7 +20,6 @@ Writes bench/results/xtts_streaming.json and prints tables.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -166,6 +165,9 @@ def per_index(series: list[list[float]]) -> list[dict]:
 
 
 def main() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    from machine import machine_facts
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--build-long", help=argparse.SUPPRESS)
@@ -276,12 +278,7 @@ def main() -> None:
         }
 
     results = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "load_avg_at_end": os.getloadavg(),
-        },
+        "machine": machine_facts(),
         "model": "tiny random XTTS-v2 (tests/fixtures/tiny_xtts.py): 2-layer GPT, real HiFi-GAN decoder; CPU",
         "repeats": args.repeats,
         "stream_chunk_size": CHUNK,

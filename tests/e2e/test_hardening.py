@@ -16,10 +16,10 @@ import uuid
 import numpy as np
 import pytest
 import requests
-from audio_checks import pcm16
+from audio_checks import pcm16, tone, wav_b64
 from raw_http import open_unread
 from test_streaming_faults import assert_cut_mid_stream, events, read_all
-from test_xtts_streaming import TEXT, tone, wav_b64
+from test_xtts_streaming import TEXT
 
 CHUNK_BYTES = 1600 * 2  # one 100 ms fault-Truss chunk at 16 kHz, PCM16
 

@@ -6,24 +6,16 @@ tests/tools/piper_decoder_check.py runs once in the Truss's environment and repo
 tests assert on the report (correctness only, never wall-clock).
 """
 
-import json
-import subprocess
-
 import pytest
 from conftest import REPO
+from reports import run_report
 
 SNR_FLOOR_DB = 90.0  # measured ~120 dB: float rounding
 
 
 @pytest.fixture(scope="module")
 def report(piper_python):
-    out = subprocess.run(
-        [str(piper_python), str(REPO / "tests/tools/piper_decoder_check.py")],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_report(str(piper_python), str(REPO / "tests/tools/piper_decoder_check.py"))
 
 
 def schedules(report):

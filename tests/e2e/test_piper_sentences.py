@@ -4,11 +4,9 @@ the samples it streams for whole sentences and paragraphs are the ones piper's o
 piper's per-sentence level normalisation, which the Truss leaves out (README,
 piper-streaming). tests/tools/piper_sentence_check.py measures; these tests assert."""
 
-import json
-import subprocess
-
 import pytest
 from conftest import REPO
+from reports import run_report
 
 SNR_FLOOR_DB = 90.0  # float rounding gives well over 100 dB
 MAX_ERR = 1e-4  # of full scale
@@ -16,13 +14,7 @@ MAX_ERR = 1e-4  # of full scale
 
 @pytest.fixture(scope="module")
 def report(piper_python):
-    out = subprocess.run(
-        [str(piper_python), str(REPO / "tests/tools/piper_sentence_check.py")],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_report(str(piper_python), str(REPO / "tests/tools/piper_sentence_check.py"))
 
 
 def test_every_text_was_checked(report):

@@ -7,26 +7,22 @@ over real HTTP against the served Truss.
 """
 
 import base64
-import json
-import subprocess
 import threading
 import time
 
 import pytest
 import requests
+from audio_checks import tone, wav_b64
 from conftest import REPO
-from test_xtts_streaming import TEXT, tone, wav_b64
+from reports import run_report
+from test_xtts_streaming import TEXT
 
 
 @pytest.fixture(scope="module")
 def report(xtts_python, xtts_checkpoint):
-    out = subprocess.run(
-        [str(xtts_python), str(REPO / "tests/tools/xtts_concurrency_check.py"), str(xtts_checkpoint)],
-        check=True,
-        capture_output=True,
-        text=True,
+    return run_report(
+        str(xtts_python), str(REPO / "tests/tools/xtts_concurrency_check.py"), str(xtts_checkpoint)
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("decoder", ["incremental", "stock"])

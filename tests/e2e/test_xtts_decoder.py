@@ -6,12 +6,10 @@ assert on the report (correctness only, never wall-clock), and one compares the 
 default path with an in-process run of the same code.
 """
 
-import json
-import subprocess
-
 import pytest
 import requests
 from conftest import REPO
+from reports import run_report
 
 SNR_FLOOR_DB = 90.0  # ours measures ~140 dB (float rounding); stock inference_stream ~50-60 dB
 FLOAT_NOISE_DB = 120.0  # "as close as" up to float rounding (stock is bit-exact when it decodes once)
@@ -20,13 +18,7 @@ TEXT = "Hello world, this is a tiny streaming test."
 
 @pytest.fixture(scope="module")
 def report(xtts_python, xtts_checkpoint):
-    out = subprocess.run(
-        [str(xtts_python), str(REPO / "tests/tools/xtts_decoder_check.py"), str(xtts_checkpoint)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_report(str(xtts_python), str(REPO / "tests/tools/xtts_decoder_check.py"), str(xtts_checkpoint))
 
 
 def cases(report):
@@ -124,21 +116,15 @@ def test_served_default_bytes_equal_in_process_incremental_stream(
     )
     assert served.status_code == 200, served.text
     reference = tmp_path / "reference.pcm"
-    out = subprocess.run(
-        [
-            str(xtts_python),
-            str(REPO / "tests/tools/xtts_decoder_check.py"),
-            str(xtts_checkpoint),
-            "--pcm",
-            "Tiny Speaker A",
-            "7",
-            TEXT,
-            str(reference),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    chunks = json.loads(out.stdout.strip().splitlines()[-1])["chunk_samples"]
+    chunks = run_report(
+        str(xtts_python),
+        str(REPO / "tests/tools/xtts_decoder_check.py"),
+        str(xtts_checkpoint),
+        "--pcm",
+        "Tiny Speaker A",
+        "7",
+        TEXT,
+        str(reference),
+    )["chunk_samples"]
     assert len(chunks) >= 3
     assert served.content == reference.read_bytes()

@@ -7,16 +7,15 @@ real file formats, so the production load and inference paths run unchanged.
 
 import base64
 import io
-import json
-import subprocess
 import time
 import wave
 
 import numpy as np
 import pytest
 import requests
-from audio_checks import pcm16
+from audio_checks import pcm16, tone, wav_b64
 from conftest import REPO
+from reports import run_report
 
 TEXT = "Hello world, this is a tiny streaming test."
 
@@ -25,42 +24,21 @@ def synth(server, **body) -> requests.Response:
     return requests.post(server.predict_url, json={"text": TEXT, **body}, timeout=300)
 
 
-def wav_b64(samples: np.ndarray, rate: int) -> str:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def tone(seconds: float, rate: int = 16000) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return 0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
-
-
 def test_stock_decoder_serves_exactly_what_in_process_inference_stream_yields(
     xtts_stock, xtts_python, xtts_checkpoint, tmp_path
 ):
     served = synth(xtts_stock, voice="Tiny Speaker A", seed=7)
     assert served.status_code == 200, served.text
     reference = tmp_path / "reference.pcm"
-    out = subprocess.run(
-        [
-            str(xtts_python),
-            str(REPO / "tests/tools/xtts_inprocess.py"),
-            str(xtts_checkpoint),
-            "Tiny Speaker A",
-            "7",
-            TEXT,
-            str(reference),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    chunks = json.loads(out.stdout.strip().splitlines()[-1])["chunk_samples"]
+    chunks = run_report(
+        str(xtts_python),
+        str(REPO / "tests/tools/xtts_inprocess.py"),
+        str(xtts_checkpoint),
+        "Tiny Speaker A",
+        "7",
+        TEXT,
+        str(reference),
+    )["chunk_samples"]
     assert len(chunks) >= 2
     assert served.content == reference.read_bytes()
 

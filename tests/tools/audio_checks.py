@@ -1,4 +1,8 @@
-"""Assertions about audio bytes, shared by the end-to-end tests."""
+"""Audio for and assertions about audio bytes, shared by the tests and bench."""
+
+import base64
+import io
+import wave
 
 import numpy as np
 
@@ -14,3 +18,18 @@ def assert_speech_like(samples: np.ndarray, rate: int, words: int) -> None:
     rms = float(np.sqrt(np.mean(samples**2)))
     assert rms > 0.01, f"audio is (near) silence: rms={rms:.4f}"
     assert 0.15 * words < seconds < 1.0 * words + 1.0, f"{seconds:.2f} s is implausible for {words} words"
+
+
+def tone(seconds: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return 0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+
+
+def wav_b64(samples: np.ndarray, rate: int) -> str:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return base64.b64encode(buf.getvalue()).decode()

@@ -18,13 +18,11 @@ equal its alone chunks sample for sample, and whether the streams were in flight
 """
 
 import base64
-import io
 import json
 import os
 import sys
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -33,21 +31,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TRUSS = REPO / "xtts-streaming"
-sys.path[:0] = [str(TRUSS), str(REPO / "packages")]  # the Truss's code is the package `model`
+# The Truss's code is the package `model`; the shared audio helpers are in tests/tools.
+sys.path[:0] = [str(TRUSS), str(REPO / "packages"), str(REPO / "tests" / "tools")]
+from audio_checks import tone, wav_b64  # noqa: E402
 
 TEXTS = ("Hello world, this is a tiny streaming test.", "Another voice says something else entirely.")
-
-
-def tone_wav_b64(seconds: float = 2.5, rate: int = 16000) -> str:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 5 * t))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((samples * 32767).astype("<i2").tobytes())
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def streams() -> list[dict]:
@@ -56,7 +44,7 @@ def streams() -> list[dict]:
         {"voice": "Tiny Speaker A", "seed": 1, "text": TEXTS[0]},
         {"speaker_wav": joe, "seed": 2, "text": TEXTS[1]},
         {"voice": "Tiny Speaker B", "seed": 3, "text": TEXTS[1]},
-        {"speaker_wav": tone_wav_b64(), "seed": 4, "text": TEXTS[0]},
+        {"speaker_wav": wav_b64(tone(2.5), 16000), "seed": 4, "text": TEXTS[0]},
     ]
 
 

@@ -1,0 +1,31 @@
+"""What every benchmark records and builds beside its measurements: the machine's
+facts, and cached environments for tools that must not share the test environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def machine_facts() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "load_avg": os.getloadavg(),
+    }
+
+
+def cached_env(env: Path, *pip_args: str) -> Path:
+    """A venv at `env` with `pip install *pip_args`, built once; its python."""
+    if not (env / ".complete").exists():
+        print(f"building {env.name} (once) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
+        pip = [str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, *pip_args], check=True)
+        (env / ".complete").write_text("ok\n")
+    return env / "bin" / "python"
