@@ -57,7 +57,7 @@ class Model:
     def __init__(self, **kwargs: Any) -> None:
         self._settings = PiperSettings.load(kwargs["config"].get("model_metadata") or {})
         self._cpu = CpuSettings.from_env()
-        self._streamer = AudioStreamer(ServingSettings.from_env())
+        self._streamer = AudioStreamer(ServingSettings.from_env(), kwargs["config"]["model_name"])
         self._loaded: tuple[PiperVoice, ChunkedVits, CpuLanes] | None = None
 
     def load(self) -> None:

@@ -41,7 +41,7 @@ def _tone(index: int, chunk_ms: int) -> np.ndarray:
 class Model:
     def __init__(self, **kwargs: Any) -> None:
         self._secrets = kwargs.get("secrets")
-        self._streamer = AudioStreamer(ServingSettings.from_env())
+        self._streamer = AudioStreamer(ServingSettings.from_env(), kwargs["config"]["model_name"])
         self._events = os.environ.get("FAULT_EVENTS_PATH")
 
     def _log(self, **event: Any) -> None:
