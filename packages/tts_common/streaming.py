@@ -26,7 +26,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from starlette.types import Message, Send
 
 from . import replies
 from .audio import StreamEncoder
+from .auth import ApiKeyCheck, api_key
 from .contract import AudioFormat, RequestError, StreamRequest, check_body_size, content_type, parse_request
 from .metrics import ModelMetrics, Outcome, outcome_of
 from .settings import ServingSettings
@@ -155,11 +156,23 @@ class _AudioResponse(StreamingResponse):
 class AudioStreamer:
     """Admission control plus streaming for one model instance."""
 
-    def __init__(self, settings: ServingSettings, model_name: str):
+    def __init__(self, settings: ServingSettings, model_name: str, key: str | None = None):
         self.settings = settings
         self.metrics = ModelMetrics(model_name)
+        self._auth = ApiKeyCheck(key)
         self._gate = SlotGate(settings.max_streams, settings.queue_timeout_s)
         self._stalled_workers = 0  # abandoned syntheses still running (event loop only)
+
+    @classmethod
+    def for_truss(cls, truss_kwargs: Mapping[str, Any]) -> AudioStreamer:
+        """The streamer a Truss's Model builds from what truss hands its __init__:
+        settings from the environment, `model_name` for the metrics' label, and
+        the optional API key from its secrets."""
+        return cls(
+            ServingSettings.from_env(),
+            truss_kwargs["config"]["model_name"],
+            api_key(truss_kwargs.get("secrets")),
+        )
 
     def healthy(self) -> bool:
         """False while a synthesis the watchdog abandoned has not returned: the
@@ -174,6 +187,9 @@ class AudioStreamer:
     ) -> Response:
         arrived = time.monotonic()
         rid = replies.request_id(request)
+        refusal = self._auth.refusal(request, rid)
+        if refusal is not None:
+            return self._answered(refusal)
         try:
             body = await request.body()
             check_body_size(body, self.settings.max_body_bytes)

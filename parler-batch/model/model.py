@@ -21,6 +21,7 @@ from model.generator import Job, ParlerGenerator
 from model.schema import BatchRequest, SingleRequest, parse_parler_request
 from tts_common import replies
 from tts_common.audio import resample_clip
+from tts_common.auth import ApiKeyCheck, api_key
 from tts_common.clips import clip_response, wav_base64
 from tts_common.contract import AudioFormat, RequestError, check_body_size
 from tts_common.metrics import ModelMetrics, outcome_of
@@ -49,6 +50,7 @@ class Model:
         self._max_body_bytes = serving.max_body_bytes
         self._generator: ParlerGenerator | None = None
         self._metrics = ModelMetrics(config["model_name"])
+        self._auth = ApiKeyCheck(api_key(kwargs.get("secrets")))
 
     def load(self) -> None:
         checkpoint = checkpoint_dir("PARLER_MODEL_DIR", self._weights_dir, self._lazy_data)
@@ -65,6 +67,9 @@ class Model:
         generator = self._generator
         assert generator is not None
         rid = replies.request_id(request)
+        refusal = self._auth.refusal(request, rid)
+        if refusal is not None:
+            return refusal
         try:
             body = await request.body()
             check_body_size(body, self._max_body_bytes)
