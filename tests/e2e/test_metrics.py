@@ -31,12 +31,12 @@ def scrape(server) -> Samples:
     return samples
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset({"model": MODEL, **labels}.items())), 0.0)
+def value(samples: Samples, name: str, model: str = MODEL, **labels: str) -> float:
+    return samples.get((name, frozenset({"model": model, **labels}.items())), 0.0)
 
 
-def requests_total(samples: Samples, outcome: str, code: int) -> float:
-    return value(samples, "tts_requests_total", outcome=outcome, code=str(code))
+def requests_total(samples: Samples, outcome: str, code: int, model: str = MODEL) -> float:
+    return value(samples, "tts_requests_total", model, outcome=outcome, code=str(code))
 
 
 def settled(server, done: Callable[[Samples], bool], timeout_s: float = 10.0) -> Samples:
