@@ -136,3 +136,25 @@ def test_metrics_show_streams_in_flight_waiting_busy_and_client_gone(faults):
     assert requests_total(after, "ok", 200) == requests_total(before, "ok", 200)
     assert value(after, "tts_streams_in_flight") == 0
     assert value(after, "tts_streams_waiting") == 0
+
+
+def test_piper_counts_under_its_model_name(piper):
+    before = scrape(piper)
+    r = requests.post(piper.predict_url, json={"text": "Counted once."}, timeout=60)
+    assert r.status_code == 200 and r.content
+
+    def ok(s: Samples) -> float:
+        return requests_total(s, "ok", 200, "piper-streaming") - requests_total(
+            before, "ok", 200, "piper-streaming"
+        )
+
+    after = settled(piper, lambda s: ok(s) >= 1)
+    assert ok(after) == 1
+    first_audio = [
+        value(s, "tts_time_to_first_audio_seconds_count", "piper-streaming") for s in (before, after)
+    ]
+    assert first_audio[1] - first_audio[0] == 1
+    audio = value(after, "tts_audio_seconds_total", "piper-streaming") - value(
+        before, "tts_audio_seconds_total", "piper-streaming"
+    )
+    assert audio == pytest.approx(len(r.content) / 2 / 24000, abs=0.05)  # PCM16 at 24 kHz
