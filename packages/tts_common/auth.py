@@ -43,10 +43,6 @@ class ApiKeyCheck:
     def __init__(self, key: str | None):
         self._key = key.encode() if key else None
 
-    @property
-    def enabled(self) -> bool:
-        return self._key is not None
-
     def refusal(self, request: Request, rid: str) -> Response | None:
         """None when the request may proceed; otherwise its 401."""
         if self._key is None:

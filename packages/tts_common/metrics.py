@@ -8,7 +8,7 @@ text, no voice names from requests.
 
 Outcomes of a request (`tts_requests_total{outcome, code}`):
   ok           the whole answer was sent (200)
-  rejected     invalid request, before any work (4xx: 400, 413, 422)
+  rejected     refused before any work (4xx: 400, 401, 413, 422)
   busy         no synthesis slot within the queue timeout (503)
   error        failed before its first audio (500)
   client_gone  the client left: while waiting for a slot or its first audio
