@@ -131,6 +131,17 @@ def test_graceful_shutdown_outlasts_the_prestop(name):
 
 
 @pytest.mark.parametrize("name", TRUSSES)
+def test_environment_equals_the_truss_config(name):
+    """Baseten sets config.yaml's environment_variables on the container; the image
+    `truss image build` makes does not hold them, so the Deployment must."""
+    values = {e["name"]: e["value"] for e in container(name)["env"] if "value" in e}
+    values.pop("XTTS_MODEL_DIR", None)
+    values.pop("PARLER_MODEL_DIR", None)
+    want = {k: str(v) for k, v in truss_config(name)["environment_variables"].items()}
+    assert values == want
+
+
+@pytest.mark.parametrize("name", TRUSSES)
 def test_api_key_comes_from_an_optional_secret(name):
     env = {e["name"]: e for e in container(name)["env"]}
     ref = env["TRUSS_SECRET_tts_api_key"]["valueFrom"]["secretKeyRef"]
