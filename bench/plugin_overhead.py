@@ -1,7 +1,7 @@
 """What the LiveKit plugin adds to time to first audio: `synthesize()` to the first
 emitted frame, vs a direct aiohttp request's first body byte, same piper server.
 
-    .venv-agent/bin/python bench/plugin_overhead.py [--runs 30] [--url http://127.0.0.1:8080]
+    .venv-agent/bin/python bench/plugin_overhead.py [--runs 30] [--url http://127.0.0.1:8080 [--api-key KEY]]
 
 Needs .venv-agent (scripts/setup_agent_env) and, unless --url is given, .venv
 (scripts/setup): it then serves piper-streaming itself on a free port. Runs alternate
@@ -52,10 +52,11 @@ async def plugin_first_frame(tts: custom_tts.TTS) -> float:
     return first
 
 
-async def direct_first_byte(session: aiohttp.ClientSession, url: str) -> float:
+async def direct_first_byte(session: aiohttp.ClientSession, url: str, api_key: str | None) -> float:
     body = {"text": TEXT, "language": "en", "format": "pcm", "sample_rate": 24000}
+    headers = {"Authorization": f"Api-Key {api_key}"} if api_key else {}
     started = time.perf_counter()
-    async with session.post(url, json=body) as resp:
+    async with session.post(url, json=body, headers=headers) as resp:
         resp.raise_for_status()
         await resp.content.readany()
         first = time.perf_counter() - started
@@ -63,16 +64,16 @@ async def direct_first_byte(session: aiohttp.ClientSession, url: str) -> float:
     return first
 
 
-async def measure(base_url: str, runs: int, warmup: int) -> dict[str, list[float]]:
+async def measure(base_url: str, runs: int, warmup: int, api_key: str | None) -> dict[str, list[float]]:
     async with aiohttp.ClientSession() as session:
-        tts = custom_tts.TTS(api_url=base_url, http_session=session)
+        tts = custom_tts.TTS(api_url=base_url, api_key=api_key, http_session=session)
         for _ in range(warmup):
             await plugin_first_frame(tts)
-            await direct_first_byte(session, tts.url)
+            await direct_first_byte(session, tts.url, api_key)
         times: dict[str, list[float]] = {"plugin": [], "direct": []}
         for _ in range(runs):
             times["plugin"].append(await plugin_first_frame(tts))
-            times["direct"].append(await direct_first_byte(session, tts.url))
+            times["direct"].append(await direct_first_byte(session, tts.url, api_key))
         await tts.aclose()
     return times
 
@@ -82,6 +83,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--url", help="an already running server (default: start piper)")
+    parser.add_argument("--api-key", help="the --url server's API key (its tts_api_key secret, or Baseten's)")
     args = parser.parse_args()
     if args.runs < 20:
         parser.error("--runs must be at least 20 for a meaningful p95")
@@ -94,7 +96,7 @@ def main() -> int:
         server = ServedTruss("piper-streaming").start()
         url = server.base_url
     try:
-        times = asyncio.run(measure(url, args.runs, args.warmup))
+        times = asyncio.run(measure(url, args.runs, args.warmup, args.api_key))
     finally:
         if server is not None:
             server.stop()

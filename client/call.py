@@ -245,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help=f"server base URL or full predict URL (default {DEFAULT_URL})")
     where.add_argument("--model-id", help="Baseten model id (production environment)")
-    parser.add_argument("--api-key", help="Baseten API key (default: $BASETEN_API_KEY)")
+    parser.add_argument(
+        "--api-key",
+        help="API key: Baseten's, or a self-hosted server's tts_api_key secret (default: $BASETEN_API_KEY)",
+    )
     parser.add_argument("--voice")
     parser.add_argument("--language")
     parser.add_argument("--sample-rate", type=int, default=24000)

@@ -103,10 +103,17 @@ class ServedTruss:
     """`python -m local_truss serve TRUSS` as a user runs it, on a free port, in its
     own process group (so stopping it stops the model server it starts)."""
 
-    def __init__(self, truss: str, log_path: Path | None = None, python: Path = HOST_PYTHON):
+    def __init__(
+        self,
+        truss: str,
+        log_path: Path | None = None,
+        python: Path = HOST_PYTHON,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.truss = truss
         self.log_path = log_path
         self.python = python
+        self.extra_env = extra_env or {}  # e.g. TRUSS_SECRET_<name>, as a deployment sets secrets
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -121,7 +128,12 @@ class ServedTruss:
         command = [str(self.python), "-m", "local_truss", "serve", self.truss, "--port", str(self.port)]
         with open(self.log_path or os.devnull, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **self.extra_env},
             )
         try:
             wait_ready(self.base_url, self.process, self.truss, timeout_s, self.log_path)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["REPO", "free_port"]
 
+FAULTS_API_KEY = "k-0123456789abcdef"
+
 
 @pytest.fixture(scope="session")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalTrussServer]]:
@@ -41,12 +43,13 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Lo
     started: list[LocalTrussServer] = []
     logs = tmp_path_factory.mktemp("server-logs")
 
-    def _serve(truss_dir: str, extra_env: dict[str, str] | None = None) -> LocalTrussServer:
+    def _serve(truss_dir: str, extra_env: dict[str, str] | None = None, name: str = "") -> LocalTrussServer:
+        """`name` tells apart the logs of two instances of one Truss."""
         server = LocalTrussServer(
             REPO / truss_dir,
             port=free_port(),
             extra_env=extra_env,
-            log_path=logs / f"{Path(truss_dir).name}.log",
+            log_path=logs / f"{name or Path(truss_dir).name}.log",
         )
         started.append(server)
         server.start().wait_ready(READY_TIMEOUT_S)
@@ -71,6 +74,18 @@ def faults(serve, tmp_path_factory) -> LocalTrussServer:
         extra_env={"FAULT_EVENTS_PATH": str(events), "TRUSS_SECRET_fault_token": "s3cret"},
     )
     server.events_path = events
+    return server
+
+
+@pytest.fixture(scope="session")
+def faults_with_key(serve) -> LocalTrussServer:
+    """The fault-streaming Truss with its optional API key set."""
+    server = serve(
+        "tests/trusses/fault-streaming",
+        extra_env={"TRUSS_SECRET_tts_api_key": FAULTS_API_KEY},
+        name="faults-key",
+    )
+    server.api_key = FAULTS_API_KEY
     return server
 
 

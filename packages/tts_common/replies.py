@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .contract import RequestError
+from .metrics import ModelMetrics
 from .slots import Busy, ClientGone, SlotGate
 
 logger = logging.getLogger(__name__)
@@ -68,9 +70,12 @@ def client_gone(rid: str) -> Response:
     return Response(status_code=499, headers={REQUEST_ID_HEADER: rid})
 
 
-async def admit(gate: SlotGate, request: Request, rid: str) -> Response | None:
+async def admit(gate: SlotGate, request: Request, rid: str, metrics: ModelMetrics) -> Response | None:
     """Wait for one of `gate`'s slots. None once a slot is held (the caller releases
-    it); otherwise the answer for a request that never started: 503 or 499."""
+    it and lowers `metrics.in_flight`); otherwise the answer for a request that
+    never started: 503 or 499."""
+    started = time.monotonic()
+    metrics.waiting.inc()
     try:
         await gate.acquire(gone=request.is_disconnected)
     except Busy as exc:
@@ -79,4 +84,8 @@ async def admit(gate: SlotGate, request: Request, rid: str) -> Response | None:
     except ClientGone:
         logger.info("[%s] client left while waiting for a slot; never started", rid)
         return client_gone(rid)
+    finally:
+        metrics.waiting.dec()
+    metrics.queue_wait.observe(time.monotonic() - started)
+    metrics.in_flight.inc()
     return None

@@ -26,7 +26,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,9 @@ from starlette.types import Message, Send
 
 from . import replies
 from .audio import StreamEncoder
+from .auth import ApiKeyCheck, api_key
 from .contract import AudioFormat, RequestError, StreamRequest, check_body_size, content_type, parse_request
+from .metrics import ModelMetrics, Outcome, outcome_of
 from .settings import ServingSettings
 from .slots import SlotGate
 
@@ -115,18 +117,21 @@ class _Worker:
     def __init__(self) -> None:
         self.in_model_since: float | None = None  # set while the model computes a chunk
         self.stalled = False
+        self.model_s = 0.0  # time spent inside the model, for the real-time factor
+        self.audio_s = 0.0
 
 
 class _AudioResponse(StreamingResponse):
     """A StreamingResponse that cuts a client who takes nothing for
     `read_timeout_s`, and always runs `on_close` when the body ends, however it
-    ends (the body generator may otherwise wait for garbage collection)."""
+    ends (the body generator may otherwise wait for garbage collection), with
+    the exception that ended it, if any."""
 
     def __init__(
         self,
         content: AsyncIterator[bytes],
         read_timeout_s: float,
-        on_close: Callable[[], None],
+        on_close: Callable[[BaseException | None], None],
         **kwargs: Any,
     ):
         super().__init__(content, **kwargs)
@@ -142,17 +147,32 @@ class _AudioResponse(StreamingResponse):
 
         try:
             await super().stream_response(send_or_cut)
-        finally:
-            self._on_close()
+        except BaseException as exc:
+            self._on_close(exc)
+            raise
+        self._on_close(None)
 
 
 class AudioStreamer:
     """Admission control plus streaming for one model instance."""
 
-    def __init__(self, settings: ServingSettings):
+    def __init__(self, settings: ServingSettings, model_name: str, key: str | None = None):
         self.settings = settings
+        self.metrics = ModelMetrics(model_name)
+        self._auth = ApiKeyCheck(key)
         self._gate = SlotGate(settings.max_streams, settings.queue_timeout_s)
         self._stalled_workers = 0  # abandoned syntheses still running (event loop only)
+
+    @classmethod
+    def for_truss(cls, truss_kwargs: Mapping[str, Any]) -> AudioStreamer:
+        """The streamer a Truss's Model builds from what truss hands its __init__:
+        settings from the environment, `model_name` for the metrics' label, and
+        the optional API key from its secrets."""
+        return cls(
+            ServingSettings.from_env(),
+            truss_kwargs["config"]["model_name"],
+            api_key(truss_kwargs.get("secrets")),
+        )
 
     def healthy(self) -> bool:
         """False while a synthesis the watchdog abandoned has not returned: the
@@ -165,24 +185,35 @@ class AudioStreamer:
         request_model: type[StreamRequest],
         prepare: Callable[[Any], Synthesis],
     ) -> Response:
+        arrived = time.monotonic()
         rid = replies.request_id(request)
+        refusal = self._auth.refusal(request, rid)
+        if refusal is not None:
+            return self._answered(refusal)
         try:
             body = await request.body()
             check_body_size(body, self.settings.max_body_bytes)
             # Off the event loop: a reference clip's decoding takes real time.
             req, synthesis = await asyncio.to_thread(_validate, body, request_model, prepare)
         except RequestError as exc:
-            return replies.request_error(exc, rid)
+            return self._answered(replies.request_error(exc, rid))
         except Exception:
             logger.exception("[%s] preparing the request failed", rid)
-            return replies.internal_error("preparing the request failed", rid)
+            return self._answered(replies.internal_error("preparing the request failed", rid))
 
-        refusal = await replies.admit(self._gate, request, rid)
+        refusal = await replies.admit(self._gate, request, rid, self.metrics)
         if refusal is not None:
-            return refusal
-        return await self._stream(request, req, synthesis, rid)
+            return self._answered(refusal)
+        return await self._stream(request, req, synthesis, rid, arrived)
 
-    async def _stream(self, request: Request, req: StreamRequest, synthesis: Synthesis, rid: str) -> Response:
+    def _answered(self, response: Response) -> Response:
+        """Counts an answer given before any audio."""
+        self.metrics.request(outcome_of(response.status_code), response.status_code)
+        return response
+
+    async def _stream(
+        self, request: Request, req: StreamRequest, synthesis: Synthesis, rid: str, arrived: float
+    ) -> Response:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         cancel = threading.Event()
@@ -199,11 +230,14 @@ class AudioStreamer:
             if not released:
                 released = True
                 self._gate.release()
+                self.metrics.in_flight.dec()
 
         def worker_done() -> None:  # on the event loop
             if worker.stalled:
                 self._stalled_workers -= 1
                 logger.warning("[%s] abandoned synthesis returned", rid)
+            if worker.audio_s > 0:
+                self.metrics.real_time_factor.observe(worker.model_s / worker.audio_s)
             release()
 
         def work() -> None:
@@ -212,15 +246,18 @@ class AudioStreamer:
                 produced = 0
                 with contextlib.closing(chunks):  # frees model state at once on cancel
                     while True:
-                        worker.in_model_since = time.monotonic()
+                        worker.in_model_since = since = time.monotonic()
                         chunk = next(chunks, None)
                         worker.in_model_since = None
+                        worker.model_s += time.monotonic() - since
                         if chunk is None or cancel.is_set():
                             break
                         produced += 1
+                        seconds = len(chunk) / synthesis.model_rate
+                        worker.audio_s += seconds
+                        self.metrics.audio_seconds.inc(seconds)
                         data = encoder.encode(chunk)
                         if data:
-                            seconds = len(chunk) / synthesis.model_rate
                             backlog.add(seconds)
                             put(_Audio(data, seconds))
                         if not backlog.wait_for_room():
@@ -262,31 +299,38 @@ class AudioStreamer:
         first = await self._next(queue, request, worker)
         if first is _DISCONNECTED:
             cancel.set()
-            return replies.client_gone(rid)
+            return self._answered(replies.client_gone(rid))
         if first is _STALLED:
             abandon()
-            return replies.internal_error("synthesis stalled before its first audio", rid)
+            return self._answered(replies.internal_error("synthesis stalled before its first audio", rid))
         if isinstance(first, _Failure):
-            return replies.internal_error("synthesis failed before its first audio", rid)
+            return self._answered(replies.internal_error("synthesis failed before its first audio", rid))
+        self.metrics.time_to_first_audio.observe(time.monotonic() - arrived)
+        ended: list[Outcome] = []  # how the body ended, when it says so itself
 
         async def body() -> AsyncIterator[bytes]:
             item = first
             while item is not _END:
                 if isinstance(item, _Failure):
+                    ended.append(Outcome.cut)
                     raise StreamAborted(f"[{rid}] synthesis failed mid-stream")
                 if item is _STALLED:
+                    ended.append(Outcome.cut)
                     abandon()
                     raise StreamAborted(f"[{rid}] synthesis stalled mid-stream")
                 if item is _DISCONNECTED:
+                    ended.append(Outcome.client_gone)
                     return  # the worker sees `cancel` and stops
                 assert isinstance(item, _Audio)
                 yield item.data
                 backlog.take(item.seconds)  # the connection took it
                 item = await self._next(queue, request, worker)
+            ended.append(Outcome.ok)
 
-        def close() -> None:
+        def close(error: BaseException | None) -> None:
             cancel.set()
             backlog.take(0.0)  # wake a worker waiting for room
+            self.metrics.request(_ending(ended, error), 200)
 
         return _AudioResponse(
             body(),
@@ -312,6 +356,15 @@ class AudioStreamer:
                 since = worker.in_model_since
                 if since is not None and time.monotonic() - since > self.settings.stall_timeout_s:
                     return _STALLED
+
+
+def _ending(ended: list[Outcome], error: BaseException | None) -> Outcome:
+    """A started stream's outcome: what its body said, unless sending failed after."""
+    if ended and (error is None or ended[0] is not Outcome.ok):
+        return ended[0]
+    if isinstance(error, StreamAborted):
+        return Outcome.cut  # the client took no audio for read_timeout_s
+    return Outcome.client_gone  # the connection closed under us
 
 
 def _cap_send_buffer(request: Request, nbytes: int) -> bool:

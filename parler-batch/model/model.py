@@ -21,8 +21,10 @@ from model.generator import Job, ParlerGenerator
 from model.schema import BatchRequest, SingleRequest, parse_parler_request
 from tts_common import replies
 from tts_common.audio import resample_clip
+from tts_common.auth import ApiKeyCheck, api_key
 from tts_common.clips import clip_response, wav_base64
 from tts_common.contract import AudioFormat, RequestError, check_body_size
+from tts_common.metrics import ModelMetrics, outcome_of
 from tts_common.settings import ParlerSettings, ServingSettings
 from tts_common.slots import SlotGate
 from tts_common.weights import checkpoint_dir
@@ -47,6 +49,8 @@ class Model:
         self._gate = SlotGate(1, serving.queue_timeout_s)
         self._max_body_bytes = serving.max_body_bytes
         self._generator: ParlerGenerator | None = None
+        self._metrics = ModelMetrics(config["model_name"])
+        self._auth = ApiKeyCheck(api_key(kwargs.get("secrets")))
 
     def load(self) -> None:
         checkpoint = checkpoint_dir("PARLER_MODEL_DIR", self._weights_dir, self._lazy_data)
@@ -55,9 +59,17 @@ class Model:
         self._generator = generator
 
     async def predict(self, request: Request) -> Response:
+        response = await self._answer(request)
+        self._metrics.request(outcome_of(response.status_code), response.status_code)
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         generator = self._generator
         assert generator is not None
         rid = replies.request_id(request)
+        refusal = self._auth.refusal(request, rid)
+        if refusal is not None:
+            return refusal
         try:
             body = await request.body()
             check_body_size(body, self._max_body_bytes)
@@ -70,9 +82,10 @@ class Model:
             for item in items
         ]
         rate = req.sample_rate or generator.sampling_rate
-        refusal = await replies.admit(self._gate, request, rid)
+        refusal = await replies.admit(self._gate, request, rid, self._metrics)
         if refusal is not None:
             return refusal
+        self._metrics.batch_items.observe(len(jobs))
         try:
             clips = await asyncio.to_thread(generator.generate, jobs)
         except Exception:  # reported, never a partial answer
@@ -80,8 +93,10 @@ class Model:
             return replies.internal_error("synthesis failed", rid)
         finally:
             self._gate.release()
+            self._metrics.in_flight.dec()
 
         audio = [resample_clip(clip.audio, generator.sampling_rate, rate) for clip in clips]
+        self._metrics.audio_seconds.inc(sum(len(samples) for samples in audio) / rate)
         if isinstance(req, SingleRequest) and req.format != "json":
             return clip_response(
                 audio[0],

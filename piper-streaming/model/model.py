@@ -19,7 +19,7 @@ from starlette.responses import Response
 from model.chunked_vits import ChunkedVits, frame_chunks
 from tts_common.contract import StreamRequest, field_error
 from tts_common.cpu_lanes import CpuLanes, Turn, default_lanes
-from tts_common.settings import CpuSettings, PiperSettings, ServingSettings
+from tts_common.settings import CpuSettings, PiperSettings
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
 
@@ -57,7 +57,7 @@ class Model:
     def __init__(self, **kwargs: Any) -> None:
         self._settings = PiperSettings.load(kwargs["config"].get("model_metadata") or {})
         self._cpu = CpuSettings.from_env()
-        self._streamer = AudioStreamer(ServingSettings.from_env())
+        self._streamer = AudioStreamer.for_truss(kwargs)
         self._loaded: tuple[PiperVoice, ChunkedVits, CpuLanes] | None = None
 
     def load(self) -> None:

@@ -99,3 +99,16 @@ def test_baseten_url_and_key_handling():
     env = {k: v for k, v in os.environ.items() if k != "BASETEN_API_KEY"}
     result = run("Hi", "--model-id", "abc123", "--out", "/dev/null", env=env)
     assert result.returncode == 3 and b"BASETEN_API_KEY" in result.stderr
+
+
+def test_api_key_reaches_a_self_hosted_server(faults_with_key, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "BASETEN_API_KEY"}
+    out = tmp_path / "key.wav"
+    args = ("x", "--url", faults_with_key.base_url, "--out", str(out), "--field", "chunks=2")
+    refused = run(*args, env=env)
+    assert refused.returncode == 3 and b"HTTP 401" in refused.stderr and b"API key" in refused.stderr
+    assert not out.exists()
+    result = run(*args, "--api-key", faults_with_key.api_key, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    with wave.open(str(out)) as w:
+        assert w.getnframes() == 2 * 2400  # two 100 ms chunks at 24 kHz

@@ -18,6 +18,7 @@ import pytest
 import requests
 from audio_checks import pcm16, tone, wav_b64
 from raw_http import open_unread
+from test_metrics import requests_total, scrape, settled
 from test_streaming_faults import assert_cut_mid_stream, events, read_all
 from test_xtts_streaming import TEXT
 
@@ -61,13 +62,18 @@ def wait_ready(server, within_s: float) -> float:
 
 def test_unread_stream_is_held_back_then_cut_and_its_slot_freed(faults):
     tag = uuid.uuid4().hex
+    before = scrape(faults)
     # 1000 s of audio that the model could produce in well under a second.
     sock = unread(faults, {"text": "x", "chunks": 10000, "fast": True, "tag": tag})
     try:
         event = stopped(faults, tag, within_s=15)
+        # Counted as cut by the server (read timeout), not as a client that left.
+        after = settled(faults, lambda s: requests_total(s, "cut", 200) > requests_total(before, "cut", 200))
     finally:
         sock.close()
     assert event["cancelled"], "the stream ran to its end instead of being cut"
+    assert requests_total(after, "cut", 200) - requests_total(before, "cut", 200) == 1
+    assert requests_total(after, "client_gone", 200) == requests_total(before, "client_gone", 200)
     # The 1 s backlog, plus what the connection took: the transport's 64 KB, the
     # capped kernel send buffer and this client's 4 KB (3.1 s of 24 kHz PCM when
     # measured; 61 s with the kernel's own send buffer, 1000 s with no backlog).
@@ -118,6 +124,7 @@ def test_unread_piper_streams_keep_memory_bounded(piper):
 
 def test_a_waiter_whose_client_left_never_starts(faults):
     holder_tag, waiter_tag = uuid.uuid4().hex, uuid.uuid4().hex
+    before = scrape(faults)
     with requests.post(
         faults.predict_url,
         json={"text": "x", "chunks": 20, "chunk_ms": 100, "tag": holder_tag},
@@ -134,6 +141,9 @@ def test_a_waiter_whose_client_left_never_starts(faults):
     status, _ = read_all(faults, {"text": "x", "chunks": 1, "chunk_ms": 10})
     assert status == 200
     assert not [e for e in events(faults) if e.get("tag") == waiter_tag], "the abandoned waiter ran"
+    after = settled(faults, lambda s: requests_total(s, "ok", 200) - requests_total(before, "ok", 200) >= 2)
+    assert requests_total(after, "client_gone", 499) - requests_total(before, "client_gone", 499) == 1
+    assert requests_total(after, "ok", 200) - requests_total(before, "ok", 200) == 2  # holder, then the check
 
 
 # ---- a wedged model -------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 from conftest import REPO
+from test_metrics import requests_total, scrape, value
 from truss.base.truss_config import TrussConfig
 from truss.truss_handle.truss_handle import TrussHandle
 
@@ -142,10 +143,23 @@ def assert_same_audio(a: np.ndarray, b: np.ndarray) -> None:
 
 def test_batch_returns_one_wav_per_item_trimmed_to_its_own_length(parler):
     body = {"items": [item(i, 10 + i) for i in range(5)], "sample_rate": 44100}
+    before = scrape(parler)
     r = post(parler, body)
+    after = scrape(parler)
     assert r.status_code == 200, r.text
     results = r.json()["items"]
     assert len(results) == 5
+
+    def delta(name: str) -> float:
+        return value(after, name, "parler-batch") - value(before, name, "parler-batch")
+
+    assert (
+        requests_total(after, "ok", 200, "parler-batch") - requests_total(before, "ok", 200, "parler-batch")
+        == 1
+    )
+    assert delta("tts_batch_items_count") == 1 and delta("tts_batch_items_sum") == 5
+    assert delta("tts_audio_seconds_total") == pytest.approx(sum(res["duration_s"] for res in results))
+    assert value(after, "tts_streams_in_flight", "parler-batch") == 0
     lengths = [len(decode(res)) for res in results]
     for n in lengths:  # the model's own rate: whole codec frames, within the cap
         assert n % HOP == 0 and HOP <= n <= MAX_SAMPLES

@@ -16,6 +16,7 @@ import requests
 from audio_checks import pcm16, tone, wav_b64
 from conftest import REPO
 from reports import run_report
+from test_metrics import scrape, value
 
 TEXT = "Hello world, this is a tiny streaming test."
 
@@ -84,11 +85,19 @@ def test_folder_voice_and_the_same_clip_cloned_sound_the_same(xtts):
 
 def test_cloned_voice_latents_are_cached_by_content(xtts):
     clip = wav_b64(tone(2.5, 22050), 22050)
+    before = scrape(xtts)
     first = synth(xtts, speaker_wav=clip, seed=3)
     second = synth(xtts, speaker_wav=clip, seed=3)
     assert first.headers["x-voice-cache"] == "miss"
     assert second.headers["x-voice-cache"] == "hit"
     assert first.content == second.content
+    after = scrape(xtts)
+    for result in ("hit", "miss"):
+        lookups = [
+            value(s, "tts_voice_cache_lookups_total", "xtts-streaming", result=result)
+            for s in (before, after)
+        ]
+        assert lookups[1] - lookups[0] == 1, result
 
 
 def test_pcm_is_resampled_and_formats_apply(xtts):

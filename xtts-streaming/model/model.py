@@ -27,7 +27,7 @@ from model.stream_state import stream_generator, stream_view
 from model.streaming_decode import inference_stream_incremental
 from tts_common.contract import StreamRequest, field_error
 from tts_common.reference_audio import decode_reference_wav, to_mono
-from tts_common.settings import ServingSettings, XttsSettings
+from tts_common.settings import XttsSettings
 from tts_common.speaker_cache import SpeakerCache, content_key
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
@@ -64,7 +64,7 @@ class Model:
         self._data_dir = Path(kwargs.get("data_dir") or "data")
         self._lazy_data = kwargs.get("lazy_data_resolver")
         self._default_voice_name = self._settings.default_voice
-        self._streamer = AudioStreamer(ServingSettings.from_env())
+        self._streamer = AudioStreamer.for_truss(kwargs)
         self._cloned: SpeakerCache[Latents] = SpeakerCache(self._settings.max_cloned_voices)
         self.model: Xtts | None = None
         self.voices: dict[str, Latents] = {}
@@ -220,6 +220,7 @@ class Model:
                     content_key(clip.raw), lambda: self._latents(clip.samples)
                 )
                 headers["X-Voice-Cache"] = "hit" if cached else "miss"
+                self._streamer.metrics.voice_cache(cached)
             else:
                 voice = self.voices[req.voice or self.default_voice]
             # This stream's prefix and sampler RNG over the shared weights: streams run at once.

@@ -98,7 +98,8 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
             api_url: a base URL (`http://localhost:8080`, the predict path is added)
                 or a full predict URL, e.g. a Baseten
                 `https://model-<id>.api.baseten.co/environments/production/predict`.
-            api_key: sent as `Authorization: Api-Key <key>`; defaults to $BASETEN_API_KEY.
+            api_key: sent as `Authorization: Api-Key <key>`: Baseten's API key, or a
+                self-hosted server's `tts_api_key` secret; defaults to $BASETEN_API_KEY.
             options: voice, language, voice_description, sample_rate, extra fields.
             http_session: an aiohttp session to use; by default the agent job's shared
                 session, or one this TTS owns (closed by `aclose()`) outside a job.

@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tts_common.contract import StreamRequest
-from tts_common.settings import ServingSettings
 from tts_common.streaming import AudioStreamer, Synthesis
 
 RATE = 16000
@@ -41,7 +40,7 @@ def _tone(index: int, chunk_ms: int) -> np.ndarray:
 class Model:
     def __init__(self, **kwargs: Any) -> None:
         self._secrets = kwargs.get("secrets")
-        self._streamer = AudioStreamer(ServingSettings.from_env())
+        self._streamer = AudioStreamer.for_truss(kwargs)
         self._events = os.environ.get("FAULT_EVENTS_PATH")
 
     def _log(self, **event: Any) -> None:

@@ -1,0 +1,62 @@
+"""Optional API key for self-hosted Trusses.
+
+When the truss secret `tts_api_key` is set (`TRUSS_SECRET_tts_api_key`, or a file
+`/secrets/tts_api_key` as a Kubernetes Secret mounts it), every predict request
+must carry `Authorization: Api-Key <key>` or `Authorization: Bearer <key>`, or is
+answered 401 before its body is read. Unset, nothing is checked: on Baseten the
+platform checks its own API keys in front of the model, and leave this unset there
+(the platform's key arrives in the same header). Readiness and `/metrics` stay
+open for probes and scrapers: keep them off the public network.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import replies
+
+logger = logging.getLogger(__name__)
+
+API_KEY_SECRET: Final = "tts_api_key"
+_SCHEMES: Final = ("api-key", "bearer")
+
+
+def api_key(secrets: Mapping[str, str] | None) -> str | None:
+    """The configured key, or None when the secret is absent or blank (truss's
+    secrets raise for a declared secret nobody set)."""
+    if secrets is None:
+        return None
+    try:
+        value = secrets[API_KEY_SECRET]
+    except Exception:  # truss's SecretNotFound, or KeyError
+        return None
+    return value.strip() or None
+
+
+class ApiKeyCheck:
+    def __init__(self, key: str | None):
+        self._key = key.encode() if key else None
+
+    def refusal(self, request: Request, rid: str) -> Response | None:
+        """None when the request may proceed; otherwise its 401."""
+        if self._key is None:
+            return None
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        # Compared in constant time, whatever the scheme, so timing tells nothing.
+        matches = hmac.compare_digest(token.strip().encode(), self._key)
+        if matches and scheme.lower() in _SCHEMES:
+            return None
+        logger.info("[%s] refused: %s API key", rid, "wrong" if token else "no")
+        return replies.json_error(
+            401,
+            "missing or wrong API key: send 'Authorization: Api-Key <key>' or 'Authorization: Bearer <key>'",
+            rid,
+            field="authorization",
+            headers={"WWW-Authenticate": 'Bearer realm="tts"'},
+        )
