@@ -67,8 +67,9 @@ def test_mulaw_and_pcm_carry_the_same_speech_level(piper):
     assert 0.7 < level(mu) / level(pcm) < 1.4
 
 
-def test_audio_arrives_in_several_chunks_in_text_order(piper):
-    """The paragraph streams: several reads, the first long before the last."""
+def test_audio_arrives_in_several_chunks(piper):
+    """The paragraph streams: several reads, the first long before the last. (Text
+    order, sample for sample: test_piper_sentences.py's paragraph case.)"""
     start = time.perf_counter()
     arrivals = []
     with requests.post(piper.predict_url, json={"text": PARAGRAPH}, stream=True, timeout=120) as r:
