@@ -32,11 +32,13 @@ MAX_SENTENCE_CHARS = 400
 # Chunks, in latent frames (256 samples, 11.6 ms each): a small first chunk so
 # audio starts early, then doubling up to LARGEST. First audio costs the prior
 # of the whole sentence, then the flow over FIRST + 12 + 33 frames and the
-# decoder over FIRST + 12 (their context); 12 frames (139 ms of audio) still
-# give the second chunk time to follow. Every chunk is one ONNX run that another
+# decoder over FIRST + 12 (their context). 20 frames (232 ms of audio) give the
+# second chunk time to follow at 4 streams on 2 cores: with 12 frames, first
+# audio came 9 ms sooner alone but 6 to 7 streams in 20 stalled at 4 streams
+# (bench/piper_streaming.py, same machine, idle). Every chunk is one ONNX run that another
 # stream may have to wait for, so they stay short (64 frames: about 70 ms on one
 # core).
-FIRST_CHUNK_FRAMES = 12
+FIRST_CHUNK_FRAMES = 20
 LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
 LARGEST_CHUNK_FRAMES = 64
 SMALLEST_LAST_CHUNK_FRAMES = 40
