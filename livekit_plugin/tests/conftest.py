@@ -30,10 +30,10 @@ from local_truss.process import ServedTruss, free_port  # noqa: E402
 logger = logging.getLogger("custom_tts.tests")
 
 
-@pytest.fixture(scope="session")
-def piper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
-    """`python -m local_truss serve piper-streaming` on a free port, as a user runs it."""
-    server = ServedTruss("piper-streaming", log_path=tmp_path_factory.mktemp("piper") / "server.log")
+def serve_piper(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[ServedTruss]:
+    """`python -m local_truss serve piper-streaming` on a free port, as a user runs it;
+    stopped when the fixture that yields from this ends."""
+    server = ServedTruss("piper-streaming", log_path=log_dir / "server.log", extra_env=extra_env)
     try:
         server.start()
     except (RuntimeError, TimeoutError) as e:
@@ -42,6 +42,11 @@ def piper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def piper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
+    yield from serve_piper(tmp_path_factory.mktemp("piper"))
 
 
 def pcm_for(text: str, n_bytes: int) -> bytes:

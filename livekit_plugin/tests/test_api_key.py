@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ServedTruss
+from conftest import ServedTruss, serve_piper
 from helpers import FAST, collect
 
 from livekit.agents import APIStatusError
@@ -19,19 +19,7 @@ KEY = "plugin-test-key-5f1c"
 
 @pytest.fixture(scope="module")
 def piper_with_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
-    server = ServedTruss(
-        "piper-streaming",
-        log_path=Path(tmp_path_factory.mktemp("piper-key")) / "server.log",
-        extra_env={"TRUSS_SECRET_tts_api_key": KEY},
-    )
-    try:
-        server.start()
-    except (RuntimeError, TimeoutError) as e:
-        pytest.fail(str(e))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve_piper(Path(tmp_path_factory.mktemp("piper-key")), {"TRUSS_SECRET_tts_api_key": KEY})
 
 
 async def test_the_key_is_sent_and_the_audio_streams(piper_with_key, http_session):
