@@ -68,11 +68,6 @@ class StreamAborted(RuntimeError):
 
 
 @dataclass
-class _Failure:
-    error: BaseException
-
-
-@dataclass
 class _Audio:
     data: bytes
     seconds: float
@@ -81,7 +76,8 @@ class _Audio:
 _END = object()
 _DISCONNECTED = object()
 _STALLED = object()
-_Item = _Audio | _Failure | object
+_FAILED = object()  # the worker raised; the log has the traceback
+_Item = _Audio | object
 
 
 class _Backlog:
@@ -269,9 +265,9 @@ class AudioStreamer:
                     if tail:
                         put(_Audio(tail, 0.0))
                     put(_END)
-            except BaseException as exc:  # reported to the client, never swallowed
+            except BaseException:  # reported to the client, never swallowed
                 logger.exception("[%s] synthesis failed", rid)
-                put(_Failure(exc))
+                put(_FAILED)
             finally:
                 worker.in_model_since = None
                 loop.call_soon_threadsafe(worker_done)
@@ -303,7 +299,7 @@ class AudioStreamer:
         if first is _STALLED:
             abandon()
             return self._answered(replies.internal_error("synthesis stalled before its first audio", rid))
-        if isinstance(first, _Failure):
+        if first is _FAILED:
             return self._answered(replies.internal_error("synthesis failed before its first audio", rid))
         self.metrics.time_to_first_audio.observe(time.monotonic() - arrived)
         ended: list[Outcome] = []  # how the body ended, when it says so itself
@@ -311,7 +307,7 @@ class AudioStreamer:
         async def body() -> AsyncIterator[bytes]:
             item = first
             while item is not _END:
-                if isinstance(item, _Failure):
+                if item is _FAILED:
                     ended.append(Outcome.cut)
                     raise StreamAborted(f"[{rid}] synthesis failed mid-stream")
                 if item is _STALLED:
