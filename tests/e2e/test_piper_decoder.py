@@ -1,5 +1,5 @@
 """piper-streaming runs each sentence's flow and decoder in chunks
-(piper-streaming/model/chunked_vits.py): proven on the real en_US-joe-medium voice
+(packages/piper_engine/chunked_vits.py): proven on the real en_US-joe-medium voice
 against the shipped one-shot graph.
 
 tests/tools/piper_decoder_check.py runs once in the Truss's environment and reports; these

@@ -16,8 +16,8 @@ from piper import PiperVoice
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
-from model.chunked_vits import ChunkedVits, frame_chunks, session_options  # noqa: E402
-from model.model import (  # noqa: E402
+from piper_engine.chunked_vits import ChunkedVits, frame_chunks, session_options  # noqa: E402
+from piper_engine.engine import (  # noqa: E402
     FIRST_CHUNK_FRAMES,
     LARGEST_CHUNK_FRAMES,
     LATER_FIRST_CHUNK_FRAMES,

