@@ -178,9 +178,13 @@ class ChunkedVits:
         prior, mask = self._run("prior", threads, self.inputs(phoneme_ids, scales))
         return Latents(prior=prior, mask=mask, z=np.empty_like(prior))
 
-    def decode(self, latents: Latents, start: int, end: int, threads: int = 1) -> np.ndarray:
+    def decode(
+        self, latents: Latents, start: int, end: int, threads: int = 1, flow_end: int = 0
+    ) -> np.ndarray:
         """Audio of frames [start, end): the flow run as far as the decoder needs
-        (from where it stopped), then the decoder, each with its context."""
+        (from where it stopped), then the decoder, each with its context. When the
+        flow has to run, it runs on to at least `flow_end`: a caller ahead of its
+        listener pays the flow's context once for many frames."""
         cut, frames = self._cut, latents.frames
         assert cut is not None, "this voice's graph could not be cut: use synthesize()"
         need = min(frames, end + self.decoder_context)
@@ -188,7 +192,9 @@ class ChunkedVits:
             # the first run only as far as the first chunk needs: it is on the
             # way to the first audio
             ahead = (
-                need if latents.ready == 0 else min(frames, max(need, latents.ready + self.flow_min_frames))
+                need
+                if latents.ready == 0
+                else min(frames, max(need, flow_end, latents.ready + self.flow_min_frames))
             )
             lo = max(0, latents.ready - self.flow_context)
             hi = min(frames, ahead + self.flow_context)

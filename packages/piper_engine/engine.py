@@ -19,7 +19,7 @@ import numpy as np
 from piper import PiperVoice
 from piper.config import PiperConfig
 
-from piper_engine.chunked_vits import ChunkedVits, frame_chunks
+from piper_engine.chunked_vits import ChunkedVits
 from tts_common.cpu_lanes import CpuLanes, Turn, default_lanes
 from tts_common.settings import CpuSettings, PiperSettings
 
@@ -42,6 +42,15 @@ FIRST_CHUNK_FRAMES = 20
 LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
 LARGEST_CHUNK_FRAMES = 64
 SMALLEST_LAST_CHUNK_FRAMES = 40
+# Ahead of its listener, a chunk may cover this share of the audio in hand, up to
+# AHEAD_LARGEST_CHUNK_FRAMES (3 s: a run of about 0.3 s on one core; longer runs
+# cost no less per frame). Fewer, longer runs pay the flow's 2 x 33 and the
+# decoder's 2 x 12 context frames less often: with 64-frame chunks throughout, a
+# stream alone cost about 1.3 times the CPU of piper's one-shot graph per audio
+# second (bench/piper_cpu_cost.py). Half the audio in hand keeps a run short
+# next to the time its listener can wait, even with a few streams queued per lane.
+AHEAD_SHARE = 1 / 2
+AHEAD_LARGEST_CHUNK_FRAMES = 256
 # A stream whose listener has less than this much audio in hand is urgent: it
 # keeps its CPU lane between chunks, and may take one spare lane beyond the
 # cores when all are busy (tts_common/cpu_lanes.py).
@@ -50,6 +59,18 @@ URGENT_BELOW_S = 0.35
 Scales = tuple[float, float, float]  # noise, length, noise_w
 # When a stream's listener runs out of audio once `pending` more samples are out.
 Deadline = Callable[[int], float]
+
+
+def chunk_plan(frames: int, start: int, size: int, in_hand_frames: float) -> tuple[int, int]:
+    """The next chunk [start, end) of a sentence of `frames`, and how far the flow
+    should run if it has to: at least `size` frames, more while the listener has
+    `in_hand_frames` of audio in hand (AHEAD_SHARE of it); a last piece shorter
+    than SMALLEST_LAST_CHUNK_FRAMES joins this one."""
+    budget = min(AHEAD_LARGEST_CHUNK_FRAMES, int(in_hand_frames * AHEAD_SHARE))
+    end = min(frames, start + max(size, budget))
+    if frames - end < SMALLEST_LAST_CHUNK_FRAMES:
+        end = frames
+    return end, min(frames, end + max(0, budget))
 
 
 class PiperEngine:
@@ -85,6 +106,11 @@ class PiperEngine:
         assert self._loaded is not None, "load() has not run"
         return self._loaded
 
+    def behind_s(self) -> float:
+        """How long the most overdue stream has waited for a CPU lane beyond
+        its listener's need (admission's measure of overload)."""
+        return self._parts[2].behind_s() if self._loaded is not None else 0.0
+
     @property
     def sample_rate(self) -> int:
         return int(self._parts[0].config.sample_rate)
@@ -101,14 +127,24 @@ class PiperEngine:
     def sentence_audio(
         self, ids: list[int], scales: Scales, first_chunk: int, deadline: Deadline
     ) -> Generator[np.ndarray, None, None]:
-        """One sentence's audio, chunk by chunk, its ONNX runs on a CPU lane
-        (every free lane when the stream is alone). piper clips the same way;
-        its per-sentence peak normalisation is left out so every sentence has
-        the same level."""
+        """One sentence's audio, chunk by chunk, its ONNX runs on a CPU lane.
+        piper clips the same way; its per-sentence peak normalisation is left out
+        so every sentence has the same level.
+
+        Chunks start small and double up to LARGEST_CHUNK_FRAMES; once the
+        listener has audio in hand they grow with it (`chunk_plan`), so a stream
+        ahead of its listener pays the chunks' context on few, long runs. A run
+        uses every free lane only while the listener is short of audio; ahead of
+        it, one thread does the same work for less CPU (short runs split over
+        two threads cost about 1.5 times the CPU)."""
         _, vits, lanes = self._parts
-        most = vits.max_threads
+        rate_frames = self.sample_rate / vits.hop
+
+        def threads() -> int:  # every core only while the listener has nothing to play
+            return vits.max_threads if deadline(0) <= time.monotonic() else 1
+
         with contextlib.ExitStack() as stack:
-            first = stack.enter_context(lanes.turn(deadline(0), most))
+            first = stack.enter_context(lanes.turn(deadline(0), threads()))
             if not vits.streams:
                 audio = np.clip(vits.synthesize(ids, scales, first.lanes), -1.0, 1.0)
                 stack.close()  # never hold a lane while a slow reader's backpressure waits
@@ -116,22 +152,23 @@ class PiperEngine:
                 return
             latents = vits.latents(ids, scales, first.lanes)
             turn: Turn | None = first
-            plan = frame_chunks(
-                latents.frames,
-                first_chunk,
-                largest=LARGEST_CHUNK_FRAMES,
-                smallest_last=SMALLEST_LAST_CHUNK_FRAMES,
-            )
-            for index, (start, end) in enumerate(plan):
+            start, size = 0, first_chunk
+            while start < latents.frames:
                 if turn is None:
-                    turn = stack.enter_context(lanes.turn(deadline(0), most))
-                audio = np.clip(vits.decode(latents, start, end, turn.lanes), -1.0, 1.0)
+                    turn = stack.enter_context(lanes.turn(deadline(0), threads()))
+                end, flow_end = chunk_plan(
+                    latents.frames, start, size, (deadline(0) - time.monotonic()) * rate_frames
+                )
+                audio = np.clip(
+                    vits.decode(latents, start, end, min(turn.lanes, threads()), flow_end), -1.0, 1.0
+                )
+                start, size = end, min(LARGEST_CHUNK_FRAMES, size * 2)
                 # Keep a lane for the next chunk while the listener has little
                 # audio in hand (a new stream: its first chunks back to back), but
                 # not more than one if others wait. Otherwise hand it back before
                 # the chunk goes out (a slow reader's backpressure waits at this
                 # yield) and queue again, so more urgent streams go first.
-                if index == len(plan) - 1 or deadline(len(audio)) - time.monotonic() > URGENT_BELOW_S:
+                if start >= latents.frames or deadline(len(audio)) - time.monotonic() > URGENT_BELOW_S:
                     stack.close()
                     turn = None
                 else:

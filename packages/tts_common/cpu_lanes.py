@@ -9,6 +9,12 @@ order of deadline: the moment that stream's listener would run out of audio.
 A new stream's deadline is "now", so its first chunk goes ahead of work for
 streams that are ahead of their playback. A turn asked while lanes are idle may
 take several, so a lone stream runs its model on every core.
+
+`behind_s()` is how long the most overdue waiting turn has waited past the
+moment its stream needed it: zero while the lanes keep up, growing once a
+listener (or a new stream's first audio) waits for CPU. Admission reads it
+(`tts_common/slots.py`): the measure of overload is work that is late, not a
+count of streams.
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ class CpuLanes:
         self.urgent_s = urgent_s
         self._lock = threading.Lock()
         self._busy = 0
-        self._waiting: list[tuple[float, int, threading.Event]] = []
+        # (deadline, order, granted, asked at)
+        self._waiting: list[tuple[float, int, threading.Event, float]] = []
         self._order = itertools.count()  # equal deadlines: first come, first served
 
     @contextlib.contextmanager
@@ -61,7 +68,7 @@ class CpuLanes:
             else:
                 held = Turn(self, 1)
                 granted = threading.Event()
-                heapq.heappush(self._waiting, (deadline, next(self._order), granted))
+                heapq.heappush(self._waiting, (deadline, next(self._order), granted, time.monotonic()))
                 self._grant()
         if granted is not None:
             granted.wait()
@@ -71,6 +78,14 @@ class CpuLanes:
             with self._lock:
                 self._busy -= held.lanes
                 self._grant()
+
+    def behind_s(self) -> float:
+        """Seconds the most overdue waiting turn has waited beyond its deadline:
+        a turn is overdue from its deadline or from when it asked, whichever is
+        later (a stream that fell behind once is not counted late forever)."""
+        with self._lock:
+            now = time.monotonic()
+            return max([0.0, *(now - max(w[0], w[3]) for w in self._waiting)])
 
     def _shrink(self, turn: Turn) -> None:
         with self._lock:

@@ -101,6 +101,12 @@ class ServingSettings(_Settings):
     stall_timeout_s: float = 60.0
     # Largest request body (enough for an 8 MB reference clip in base64 plus text).
     max_body_bytes: int = 12 * 1024 * 1024
+    # Admission by load, for a model that measures it (piper's CPU lanes): a new
+    # request starts at once unless a stream's CPU work has waited more than this
+    # past its listener's need; then it waits up to `overload_wait_s` for the
+    # model to catch up, and is refused (503, Retry-After) after that.
+    admit_behind_s: float = 0.25
+    overload_wait_s: float = 1.0
 
     _ENV: ClassVar[dict[str, str]] = {
         "max_streams": "TTS_MAX_STREAMS",
@@ -109,6 +115,8 @@ class ServingSettings(_Settings):
         "read_timeout_s": "TTS_READ_TIMEOUT_S",
         "stall_timeout_s": "TTS_STALL_TIMEOUT_S",
         "max_body_bytes": "TTS_MAX_BODY_BYTES",
+        "admit_behind_s": "TTS_ADMIT_BEHIND_S",
+        "overload_wait_s": "TTS_OVERLOAD_WAIT_S",
     }
 
 

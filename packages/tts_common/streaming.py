@@ -41,7 +41,7 @@ from .auth import ApiKeyCheck, api_key
 from .contract import AudioFormat, RequestError, StreamRequest, check_body_size, content_type, parse_request
 from .metrics import ModelMetrics, Outcome, outcome_of
 from .settings import ServingSettings
-from .slots import SlotGate
+from .slots import LoadCheck, SlotGate
 
 logger = logging.getLogger(__name__)
 
@@ -152,15 +152,30 @@ class _AudioResponse(StreamingResponse):
 class AudioStreamer:
     """Admission control plus streaming for one model instance."""
 
-    def __init__(self, settings: ServingSettings, model_name: str, key: str | None = None):
+    def __init__(
+        self,
+        settings: ServingSettings,
+        model_name: str,
+        key: str | None = None,
+        behind: Callable[[], float] | None = None,
+    ):
+        """`behind`: for a model that measures its load (seconds its work is
+        behind its listeners), admission by that load (`slots.LoadCheck`)."""
         self.settings = settings
         self.metrics = ModelMetrics(model_name)
         self._auth = ApiKeyCheck(key)
-        self._gate = SlotGate(settings.max_streams, settings.queue_timeout_s)
+        load = (
+            LoadCheck(behind, settings.admit_behind_s, settings.overload_wait_s)
+            if behind is not None
+            else None
+        )
+        self._gate = SlotGate(settings.max_streams, settings.queue_timeout_s, load)
         self._stalled_workers = 0  # abandoned syntheses still running (event loop only)
 
     @classmethod
-    def for_truss(cls, truss_kwargs: Mapping[str, Any]) -> AudioStreamer:
+    def for_truss(
+        cls, truss_kwargs: Mapping[str, Any], behind: Callable[[], float] | None = None
+    ) -> AudioStreamer:
         """The streamer a Truss's Model builds from what truss hands its __init__:
         settings from the environment, `model_name` for the metrics' label, and
         the optional API key from its secrets."""
@@ -168,6 +183,7 @@ class AudioStreamer:
             ServingSettings.from_env(),
             truss_kwargs["config"]["model_name"],
             api_key(truss_kwargs.get("secrets")),
+            behind,
         )
 
     def healthy(self) -> bool:

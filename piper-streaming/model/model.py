@@ -24,7 +24,8 @@ class Model:
     def __init__(self, **kwargs: Any) -> None:
         settings = PiperSettings.load(kwargs["config"].get("model_metadata") or {})
         self._engine = PiperEngine(settings, CpuSettings.from_env())
-        self._streamer = AudioStreamer.for_truss(kwargs)
+        # admitted by CPU load: a request waits only while the lanes are behind
+        self._streamer = AudioStreamer.for_truss(kwargs, behind=self._engine.behind_s)
 
     def load(self) -> None:
         self._engine.load()

@@ -18,10 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
 from piper_engine.chunked_vits import ChunkedVits, frame_chunks, session_options  # noqa: E402
 from piper_engine.engine import (  # noqa: E402
+    AHEAD_LARGEST_CHUNK_FRAMES,
     FIRST_CHUNK_FRAMES,
     LARGEST_CHUNK_FRAMES,
     LATER_FIRST_CHUNK_FRAMES,
     SMALLEST_LAST_CHUNK_FRAMES,
+    chunk_plan,
 )
 
 TEXTS = {
@@ -65,9 +67,24 @@ def main() -> None:
     def ids_of(text: str) -> list[int]:
         return [i for p in voice.phonemize(text) for i in voice.phonemes_to_ids(p)]
 
-    def chunked(ids: list[int], plan: list[tuple[int, int]], threads: int = 1) -> list[np.ndarray]:
+    def chunked(
+        ids: list[int], plan: list[tuple[int, int]], threads: int = 1, flow_ends: list[int] | None = None
+    ) -> list[np.ndarray]:
         latents = vits.latents(ids, DETERMINISTIC, threads)
-        return [vits.decode(latents, a, b, threads) for a, b in plan]
+        ends = flow_ends or [0] * len(plan)
+        return [vits.decode(latents, a, b, threads, f) for (a, b), f in zip(plan, ends, strict=True)]
+
+    def ahead_plan(frames: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """A stream far ahead of its listener: the first chunk, then the largest
+        chunks, the flow running well beyond each."""
+        plan, flow_ends, start, size = [], [], 0, FIRST_CHUNK_FRAMES
+        while start < frames:
+            in_hand = 0 if not plan else 4 * AHEAD_LARGEST_CHUNK_FRAMES
+            end, flow_end = chunk_plan(frames, start, size, in_hand)
+            plan.append((start, end))
+            flow_ends.append(flow_end)
+            start = end
+        return plan, flow_ends
 
     for name, text in TEXTS.items():
         ids = ids_of(text)
@@ -83,11 +100,15 @@ def main() -> None:
             "two_threads_max_err": float(np.max(np.abs(chunked(ids, [(0, frames)], 2)[0] - graph))),
             "schedules": [],
         }
-        for first in (FIRST_CHUNK_FRAMES, LATER_FIRST_CHUNK_FRAMES, 5):
-            plan = frame_chunks(
-                frames, first, largest=LARGEST_CHUNK_FRAMES, smallest_last=SMALLEST_LAST_CHUNK_FRAMES
-            )
-            pieces = chunked(ids, plan)
+        for first in (FIRST_CHUNK_FRAMES, LATER_FIRST_CHUNK_FRAMES, 5, "ahead"):
+            if first == "ahead":
+                plan, flow_ends = ahead_plan(frames)
+            else:
+                plan = frame_chunks(
+                    frames, first, largest=LARGEST_CHUNK_FRAMES, smallest_last=SMALLEST_LAST_CHUNK_FRAMES
+                )
+                flow_ends = None
+            pieces = chunked(ids, plan, flow_ends=flow_ends)
             joined = np.concatenate(pieces)
             seams = np.cumsum([len(p) for p in pieces])[:-1]
             case["schedules"].append(

@@ -167,3 +167,39 @@ def test_a_holder_of_every_lane_shares_them_once_others_wait():
         assert admitted.wait(5)  # the waiter ran on the lane handed over
     thread.join(5)
     assert lanes._busy == 0
+
+
+def test_behind_is_how_long_an_overdue_turn_has_waited():
+    lanes = CpuLanes(1)
+    release = threading.Event()
+
+    def holder():
+        with lanes.turn(0.0):
+            release.wait(5)
+
+    def waiter(deadline: float):
+        with lanes.turn(deadline):
+            pass
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    while lanes._busy < 1:
+        time.sleep(0.005)
+    assert lanes.behind_s() == 0.0  # busy, but nobody waits
+    ahead = threading.Thread(target=waiter, args=(time.monotonic() + 10,))
+    ahead.start()
+    while len(lanes._waiting) < 1:
+        time.sleep(0.005)
+    time.sleep(0.1)
+    assert lanes.behind_s() == 0.0  # a waiting stream that is ahead of its listener is not late
+    # a stream whose listener ran dry long ago counts from when it asked, not from its deadline
+    overdue = threading.Thread(target=waiter, args=(time.monotonic() - 100,))
+    overdue.start()
+    while len(lanes._waiting) < 2:
+        time.sleep(0.005)
+    time.sleep(0.2)
+    assert 0.2 <= lanes.behind_s() < 50
+    release.set()
+    for thread in [*threads, ahead, overdue]:
+        thread.join(5)
+    assert lanes.behind_s() == 0.0

