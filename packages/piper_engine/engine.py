@@ -125,7 +125,12 @@ class PiperEngine:
         return (config.noise_scale, config.length_scale / speed, config.noise_w_scale)
 
     def sentence_audio(
-        self, ids: list[int], scales: Scales, first_chunk: int, deadline: Deadline
+        self,
+        ids: list[int],
+        scales: Scales,
+        first_chunk: int,
+        deadline: Deadline,
+        cancel: threading.Event | None = None,
     ) -> Generator[np.ndarray, None, None]:
         """One sentence's audio, chunk by chunk, its ONNX runs on a CPU lane.
         piper clips the same way; its per-sentence peak normalisation is left out
@@ -136,7 +141,9 @@ class PiperEngine:
         ahead of its listener pays the chunks' context on few, long runs. A run
         uses every free lane only while the listener is short of audio; ahead of
         it, one thread does the same work for less CPU (short runs split over
-        two threads cost about 1.5 times the CPU)."""
+        two threads cost about 1.5 times the CPU). Once `cancel` is set, a turn
+        granted is handed straight back: a stream whose client left does no more
+        work, nor keeps others waiting behind it."""
         _, vits, lanes = self._parts
         rate_frames = self.sample_rate / vits.hop
 
@@ -145,6 +152,8 @@ class PiperEngine:
 
         with contextlib.ExitStack() as stack:
             first = stack.enter_context(lanes.turn(deadline(0), threads()))
+            if cancel is not None and cancel.is_set():
+                return
             if not vits.streams:
                 audio = np.clip(vits.synthesize(ids, scales, first.lanes), -1.0, 1.0)
                 stack.close()  # never hold a lane while a slow reader's backpressure waits
@@ -156,6 +165,8 @@ class PiperEngine:
             while start < latents.frames:
                 if turn is None:
                     turn = stack.enter_context(lanes.turn(deadline(0), threads()))
+                if cancel is not None and cancel.is_set():
+                    return
                 end, flow_end = chunk_plan(
                     latents.frames, start, size, (deadline(0) - time.monotonic()) * rate_frames
                 )
@@ -194,9 +205,11 @@ class PiperEngine:
             first_chunk = FIRST_CHUNK_FRAMES
             for segment in segments:
                 for ids in self.phoneme_ids(segment):
+                    if cancel.is_set():
+                        return
                     # closing: a stream stopped mid-sentence hands its lane back at once
                     with contextlib.closing(
-                        self.sentence_audio(ids, scales, first_chunk, deadline)
+                        self.sentence_audio(ids, scales, first_chunk, deadline, cancel)
                     ) as pieces:
                         for audio in pieces:
                             if cancel.is_set():
