@@ -77,6 +77,37 @@ def main() -> None:
     piper = load("piper_streaming")
     if piper:
         rows += piper_rows(piper)
+    cost = load("piper_cpu_cost")
+    if cost:
+        for text in ("sentence", "paragraph"):
+            streamed, whole = cost["cells"][f"{text}: streamed"], cost["cells"][f"{text}: whole, 1 thread"]
+            rows.append(
+                (
+                    f"piper-streaming CPU per audio s vs piper whole (1 thread), {text}",
+                    f"{streamed['cpu_per_audio_s']['p50'] / whole['cpu_per_audio_s']['p50']:.2f}x",
+                    "process CPU time; target <= 1.15x",
+                )
+            )
+    sessions = load("sessions")
+    if sessions:
+        for name, result in sessions["targets"].items():
+            top = result["levels"][-1]
+            first = top["first_audio_ms"]
+            rows.append(
+                (
+                    f"voice-agent sessions, {name}: largest passing level",
+                    f"{result['largest_passing']} sessions",
+                    "p95 first audio <= 300 ms, no stall, no error; target >= 20",
+                )
+            )
+            rows.append(
+                (
+                    f"  at {top['sessions']} sessions: first audio p95, stalled turns, errors",
+                    f"{first['p95'] if first else float('nan'):.0f} ms, {top['stalled_turns']}, "
+                    f"{sum(top['errors'].values())}",
+                    f"of {top['turns']} turns",
+                )
+            )
     wer = load("piper_intelligibility")
     if wer:
         w = wer["wer"]
@@ -152,7 +183,7 @@ def main() -> None:
     print(f"\nbench summary ({os.cpu_count()} CPUs, {platform.platform()}); p50 / p95 unless noted")
     for name, figure, note in rows:
         print(f"  {name:<{width}}  {figure:>22}  {note}")
-    print("full tables: bench/results/*.log; plot: bench/results/piper_streaming.png")
+    print("full tables: bench/results/*.log; plots: bench/results/piper_streaming.png, sessions.png")
 
 
 if __name__ == "__main__":
