@@ -15,7 +15,7 @@ The load, per level (4, 8, 12, ... sessions at once):
 First audio is the time from sending the request to its first audio bytes. An
 error is anything but a whole 200 (a 503, a cut stream, a timeout). A level
 passes when every turn succeeded, first audio p95 <= 300 ms and nothing stalled.
-Each level is bounded (--level-limit-s: turns not started by then count as
+Each level is bounded (--level-limit-s: turns not done by then count as
 errors), so the whole run stays within about 10 minutes on 2 cores.
 
     .venv/bin/python bench/sessions.py [--levels 4 8 12 16 20 24] [--target piper|xtts]
@@ -129,19 +129,25 @@ class Player:
         return self.origin + self.received_s - self.position_s
 
 
-def play_turn(http: requests.Session, target: Target, text: str) -> Turn:
+def play_turn(http: requests.Session, target: Target, text: str, stop_at: float = float("inf")) -> Turn:
+    """One reply, played; cut (an error) once the level's time is up at `stop_at`."""
     turn, player = Turn(), Player()
     sent = time.perf_counter()
     header = target.header_bytes
+    # a read waits at most until the level's time is up
+    read_timeout = max(1.0, min(REQUEST_TIMEOUT_S, stop_at - sent))
     try:
         with http.post(
-            target.url, json={**target.body, "text": text}, stream=True, timeout=REQUEST_TIMEOUT_S
+            target.url, json={**target.body, "text": text}, stream=True, timeout=(5.0, read_timeout)
         ) as response:
             if response.status_code != 200:
                 turn.error = f"HTTP {response.status_code}"
                 return turn
             for chunk in response.iter_content(chunk_size=READ_BYTES):
                 now = time.perf_counter()
+                if now > stop_at:
+                    turn.error = "level time limit"
+                    return turn
                 audio = chunk[header:]
                 header = max(0, header - len(chunk))
                 if not audio:
@@ -154,7 +160,7 @@ def play_turn(http: requests.Session, target: Target, text: str) -> Turn:
                 if ahead > READ_AHEAD_S:
                     time.sleep(ahead - READ_AHEAD_S)
     except requests.RequestException as exc:
-        turn.error = type(exc).__name__
+        turn.error = "level time limit" if time.perf_counter() > stop_at else type(exc).__name__
         return turn
     if player.received_s == 0:
         turn.error = "no audio"
@@ -173,7 +179,7 @@ def run_session(target: Target, seed: int, start_at: float, stop_at: float, out:
                 out.append(Turn(error="level time limit"))
                 continue
             text = " ".join(rng.sample(SENTENCES, rng.randint(1, 3)))
-            turn = play_turn(http, target, text)
+            turn = play_turn(http, target, text, stop_at)
             out.append(turn)
             # the reply plays out, then the caller speaks
             time.sleep(max(0.0, turn.ends_playing_at - time.perf_counter()) + CALLER_SPEECH_S)
@@ -194,8 +200,8 @@ def run_level(target: Target, sessions: int, seed: int, limit_s: float) -> dict:
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(max(0.0, stop_at + REQUEST_TIMEOUT_S - time.perf_counter()))
+    for thread in threads:  # every turn ends by stop_at, give or take a read
+        thread.join(max(0.0, stop_at + 10.0 - time.perf_counter()))
     turns = [t for session in results for t in session]
     turns += [Turn(error="session unfinished")] * (sessions * TURNS - len(turns))
     ok = [t for t in turns if t.error is None]
@@ -223,8 +229,8 @@ def run_level(target: Target, sessions: int, seed: int, limit_s: float) -> dict:
 
 
 def run_target(target: Target, levels: list[int], seed: int, limit_s: float) -> dict:
-    for _ in range(2):  # warm-up
-        play_turn(requests.Session(), target, SENTENCES[0])
+    with requests.Session() as http:  # warm-up
+        play_turn(http, target, SENTENCES[0])
     rows = []
     for level in levels:
         row = run_level(target, level, seed + level, limit_s)

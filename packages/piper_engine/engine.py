@@ -140,8 +140,8 @@ class PiperEngine:
         listener has audio in hand they grow with it (`chunk_plan`), so a stream
         ahead of its listener pays the chunks' context on few, long runs. A run
         uses every free lane only while the listener is short of audio; ahead of
-        it, one thread does the same work for less CPU (short runs split over
-        two threads cost about 1.5 times the CPU). Once `cancel` is set, a turn
+        it, one thread does the same work for less CPU (runs split over two
+        threads cost more). Once `cancel` is set, a turn
         granted is handed straight back: a stream whose client left does no more
         work, nor keeps others waiting behind it."""
         _, vits, lanes = self._parts
