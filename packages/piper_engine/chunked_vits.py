@@ -40,23 +40,6 @@ DECODER_CONTEXT_FRAMES = 12
 FLOW_MIN_RUN_FRAMES = 96
 
 
-def frame_chunks(
-    total: int, first: int, growth: float = 2.0, largest: int = 256, smallest_last: int = 0
-) -> list[tuple[int, int]]:
-    """[start, end) frame ranges: `first`, then each `growth` times larger up to
-    `largest`; a last piece shorter than `smallest_last` joins the one before."""
-    chunks: list[tuple[int, int]] = []
-    start, size = 0, max(1, first)
-    while start < total:
-        end = min(total, start + size)
-        chunks.append((start, end))
-        start, size = end, min(largest, max(size + 1, int(size * growth)))
-    if len(chunks) > 1 and chunks[-1][1] - chunks[-1][0] < smallest_last:
-        last = chunks.pop()
-        chunks[-1] = (chunks[-1][0], last[1])
-    return chunks
-
-
 def session_options(threads: int) -> onnxruntime.SessionOptions:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads

@@ -16,7 +16,7 @@ from piper import PiperVoice
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
-from piper_engine.chunked_vits import ChunkedVits, frame_chunks, session_options  # noqa: E402
+from piper_engine.chunked_vits import ChunkedVits, session_options  # noqa: E402
 from piper_engine.engine import (  # noqa: E402
     AHEAD_LARGEST_CHUNK_FRAMES,
     FIRST_CHUNK_FRAMES,
@@ -74,16 +74,17 @@ def main() -> None:
         ends = flow_ends or [0] * len(plan)
         return [vits.decode(latents, a, b, threads, f) for (a, b), f in zip(plan, ends, strict=True)]
 
-    def ahead_plan(frames: int) -> tuple[list[tuple[int, int]], list[int]]:
-        """A stream far ahead of its listener: the first chunk, then the largest
-        chunks, the flow running well beyond each."""
-        plan, flow_ends, start, size = [], [], 0, FIRST_CHUNK_FRAMES
+    def planned(frames: int, first: int, in_hand: float = 0.0) -> tuple[list[tuple[int, int]], list[int]]:
+        """The engine's chunks and flow runs for a sentence (`chunk_plan`, sizes
+        doubling from `first`) while its listener has `in_hand` frames in hand
+        after the first chunk: 0, a stream short of audio (the shortest runs);
+        large, one far ahead (the longest runs, the flow well beyond each)."""
+        plan, flow_ends, start, size = [], [], 0, first
         while start < frames:
-            in_hand = 0 if not plan else 4 * AHEAD_LARGEST_CHUNK_FRAMES
-            end, flow_end = chunk_plan(frames, start, size, in_hand)
+            end, flow_end = chunk_plan(frames, start, size, in_hand if plan else 0.0)
             plan.append((start, end))
             flow_ends.append(flow_end)
-            start = end
+            start, size = end, min(AHEAD_LARGEST_CHUNK_FRAMES, size * 2)
         return plan, flow_ends
 
     for name, text in TEXTS.items():
@@ -102,12 +103,9 @@ def main() -> None:
         }
         for first in (FIRST_CHUNK_FRAMES, LATER_FIRST_CHUNK_FRAMES, 5, "ahead"):
             if first == "ahead":
-                plan, flow_ends = ahead_plan(frames)
+                plan, flow_ends = planned(frames, FIRST_CHUNK_FRAMES, 4.0 * AHEAD_LARGEST_CHUNK_FRAMES)
             else:
-                plan = frame_chunks(
-                    frames, first, largest=LARGEST_CHUNK_FRAMES, smallest_last=SMALLEST_LAST_CHUNK_FRAMES
-                )
-                flow_ends = None
+                plan, flow_ends = planned(frames, first)
             pieces = chunked(ids, plan, flow_ends=flow_ends)
             joined = np.concatenate(pieces)
             seams = np.cumsum([len(p) for p in pieces])[:-1]
@@ -127,7 +125,7 @@ def main() -> None:
                 }
             )
         # Too little context must show: the margins are what make the chunks exact.
-        plan = frame_chunks(frames, FIRST_CHUNK_FRAMES, largest=LARGEST_CHUNK_FRAMES)
+        plan = planned(frames, FIRST_CHUNK_FRAMES)[0]
         for stage in ("flow_context", "decoder_context"):
             kept = getattr(vits, stage)
             setattr(vits, stage, 2)
