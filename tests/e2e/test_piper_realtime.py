@@ -6,6 +6,9 @@ be watched."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from audio_checks import assert_speech_like, pcm16
+from conftest import REPO
 from httpx_ws import WebSocketDisconnect, WebSocketSession, connect_ws
 from wsproto.events import BytesMessage, TextMessage
 
@@ -295,3 +300,38 @@ def test_the_api_key_is_checked_at_the_handshake(realtime, key):
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive(timeout=5)
         assert closed.value.code == 1008
+
+
+# client/call.py with a ws:// URL, as a user runs it: text from stdin, line by line.
+
+CALL = [sys.executable, str(REPO / "client" / "call.py")]
+
+
+def test_the_client_speaks_each_line_as_it_is_typed(realtime):
+    url = realtime.base_url.replace("http://", "ws://")
+    client = subprocess.Popen(
+        [*CALL, "--url", url, "--api-key", KEY, "--raw"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert client.stdin is not None
+    client.stdin.write(b"The first line, typed.\n")
+    client.stdin.flush()
+    time.sleep(3)  # the second line comes later
+    out, err = client.communicate(b"And a second line after a pause.\n", timeout=60)
+    assert client.returncode == 0, err.decode()
+    assert_speech_like(pcm16(out), 24000, words=11)
+    first_audio_ms = float(re.search(r"first audio byte: (\d+) ms", err.decode()).group(1))
+    assert first_audio_ms < 3000  # the first line was heard before the second was typed
+
+
+def test_the_client_reports_the_servers_error(realtime):
+    url = realtime.base_url.replace("http://", "ws://") + "/v1/websocket"
+    result = subprocess.run(
+        [*CALL, "Hi.", "--url", url, "--api-key", KEY, "--voice", "bob", "--raw"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 3 and not result.stdout
+    assert "voice: unknown voice 'bob'" in result.stderr.decode()
