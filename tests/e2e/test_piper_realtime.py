@@ -287,8 +287,9 @@ def test_an_idle_session_is_closed_and_keepalives_keep_it(realtime):
         started = time.monotonic()
         error = event(ws, timeout=10)
         assert error["type"] == "error" and "no message for 3 s" in error["message"]
-        with pytest.raises(WebSocketDisconnect):
+        with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive(timeout=5)
+        assert closed.value.code == 1000
         assert 2.5 < time.monotonic() - started < 5
 
 
