@@ -65,7 +65,7 @@ from .realtime_protocol import (
 )
 from .settings import RealtimeSettings, ServingSettings
 from .slots import Busy, ClientGone, SlotGate
-from .streaming import POLL_S, _Backlog
+from .streaming import POLL_S, _Backlog, _cap_send_buffer
 from .text import IncrementalText
 
 logger = logging.getLogger(__name__)
@@ -222,6 +222,10 @@ class _Session:
 
     async def run(self) -> None:
         logger.info("[%s] realtime session opened", self.rid)
+        # As over HTTP: what a client has not read stays near the backlog (a quarter of
+        # it at 24 kHz, doubled by Linux), not the kernel's autotuned megabytes.
+        if not _cap_send_buffer(self.ws, max(16384, int(48000 * self.service.serving.max_ahead_s / 4))):
+            logger.debug("[%s] could not cap the socket's send buffer", self.rid)
         tasks = {
             asyncio.create_task(self._read(), name=f"ws-read-{self.rid[:8]}"),
             asyncio.create_task(self._send_loop(), name=f"ws-send-{self.rid[:8]}"),

@@ -51,6 +51,8 @@ def realtime(serve):
             "TTS_WS_IDLE_TIMEOUT_S": "3",
             "TTS_WS_MAX_MESSAGE_BYTES": "65536",
             "TTS_WS_MAX_BUFFERED_CHARS": "3000",
+            "TTS_MAX_AHEAD_S": "1",
+            "TTS_READ_TIMEOUT_S": "3",
         },
     )
 
@@ -116,12 +118,12 @@ def push_words(ws: WebSocketSession, text: str) -> None:
         send(ws, type="input.text", text=word + " ")
 
 
-def in_flight(server) -> float:
+def metric(server, name: str) -> float:
     with urllib.request.urlopen(f"{server.base_url}/metrics", timeout=5) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith('tts_streams_in_flight{model="piper-realtime"}'):
+            if line.startswith(f'{name}{{model="piper-realtime"}}'):
                 return float(line.split()[-1])
-    raise AssertionError("tts_streams_in_flight not exported")
+    raise AssertionError(f"{name} not exported")
 
 
 def test_voice_list_answers_before_any_config(realtime):
@@ -263,7 +265,7 @@ def test_barge_in_frees_the_slot_at_once(realtime, how):
         send(ws, type="input.done")
         units, _ = turn(ws)
         assert units[0].seconds > 0.5
-    assert in_flight(realtime) == 0
+    assert metric(realtime, "tts_streams_in_flight") == 0
 
 
 def test_the_first_config_must_come_within_the_timeout(realtime):
@@ -301,6 +303,29 @@ def test_the_api_key_is_checked_at_the_handshake(realtime, key):
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive(timeout=5)
         assert closed.value.code == 1008
+
+
+def test_a_client_that_reads_nothing_is_cut_and_synthesis_stays_bounded(realtime):
+    """A raw socket (client/realtime.py's) that never reads: synthesis pauses once
+    about a second of audio plus the socket buffers wait, and after the 3 s read
+    timeout the session is cut and its slot freed."""
+    sys.path.insert(0, str(REPO / "client"))
+    from realtime import WebSocket  # client/call.py's standard-library WebSocket client
+
+    before = metric(realtime, "tts_audio_seconds_total")
+    url = realtime.base_url.replace("http://", "ws://") + "/v1/websocket"
+    ws = WebSocket(url, {"Authorization": f"Api-Key {KEY}"}, timeout=30)
+    try:
+        ws.send_json(CONFIG)
+        ws.send_json({"type": "input.text", "text": LONG_TEXT})  # about 150 s of speech
+        ws.send_json({"type": "input.done"})
+        time.sleep(10)
+        produced = metric(realtime, "tts_audio_seconds_total") - before
+        assert 1 < produced < 20, produced
+        assert metric(realtime, "tts_streams_in_flight") == 0
+        assert "took nothing for 3 s" in realtime.log_path.read_text(errors="replace")
+    finally:
+        ws.close()
 
 
 # client/call.py with a ws:// URL, as a user runs it: text from stdin, line by line.
