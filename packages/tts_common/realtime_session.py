@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -106,7 +107,8 @@ class RealtimeModel(Protocol):
         listener has before it needs this unit's first chunk."""
 
 
-# A Truss's own control messages (e.g. voice.add): the raw message in, the reply event out.
+# A Truss's own control messages (e.g. voice.add): the raw message in, the reply out (an
+# event model or a dict); raising ProtocolError answers an `error` naming the field.
 ControlHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -515,7 +517,8 @@ class _Session:
                 self.sending = False
 
     async def _send_event(self, event: Any) -> None:
-        await self._send(event.json_text())
+        """A server event: one of realtime_protocol's, or a control handler's plain dict."""
+        await self._send(json.dumps(event) if isinstance(event, dict) else event.json_text())
 
     async def _send(self, payload: str | bytes) -> None:
         """One frame; a client that takes nothing for TTS_READ_TIMEOUT_S is cut."""
