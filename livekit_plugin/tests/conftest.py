@@ -30,10 +30,12 @@ from local_truss.process import ServedTruss, free_port  # noqa: E402
 logger = logging.getLogger("custom_tts.tests")
 
 
-def serve_piper(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[ServedTruss]:
-    """`python -m local_truss serve piper-streaming` on a free port, as a user runs it;
-    stopped when the fixture that yields from this ends."""
-    server = ServedTruss("piper-streaming", log_path=log_dir / "server.log", extra_env=extra_env)
+def serve_piper(
+    log_dir: Path, extra_env: dict[str, str] | None = None, truss: str = "piper-streaming"
+) -> Iterator[ServedTruss]:
+    """`python -m local_truss serve piper-streaming` (or `truss`) on a free port, as a
+    user runs it; stopped when the fixture that yields from this ends."""
+    server = ServedTruss(truss, log_path=log_dir / "server.log", extra_env=extra_env)
     try:
         server.start()
     except (RuntimeError, TimeoutError) as e:
