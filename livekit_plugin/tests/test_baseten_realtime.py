@@ -74,10 +74,16 @@ class Turn:
         return self.samples / self.rate
 
 
-async def speak(tts: baseten.TTS, text: str, delay: float = 0.0, stop_after_audio: bool = False) -> Turn:
+async def speak(
+    tts: baseten.TTS,
+    text: str,
+    delay: float = 0.0,
+    stop_after_audio: bool = False,
+    conn_options: APIConnectOptions = ONCE,
+) -> Turn:
     """Push `text` as an LLM streams it (a token every `delay` s) while reading."""
     turn = Turn()
-    stream = tts.stream(conn_options=ONCE)
+    stream = tts.stream(conn_options=conn_options)
 
     async def push() -> None:
         for token in llm_tokens(text):

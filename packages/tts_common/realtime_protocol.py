@@ -196,3 +196,11 @@ class ErrorEvent(_Event):
     @classmethod
     def of(cls, exc: ProtocolError) -> ErrorEvent:
         return cls(message=str(exc), field=exc.errors[0]["field"], errors=exc.errors)
+
+
+class VoiceAdded(_Event):
+    """Answers a `voice.add` (a Truss that clones voices): the voice is usable at once."""
+
+    type: Literal["voice.add"] = "voice.add"
+    success: StrictBool = True
+    voice: dict[str, str]

@@ -69,13 +69,11 @@ class XttsEngine:
     def __init__(
         self,
         settings: XttsSettings,
-        max_streams: int,
         weights_dir: Path,
         data_dir: Path,
         lazy_data: Any = None,
     ) -> None:
         self.settings = settings
-        self._max_streams = max_streams
         self._weights_dir = weights_dir
         self._data_dir = data_dir
         self._lazy_data = lazy_data
@@ -102,17 +100,18 @@ class XttsEngine:
         limits: dict[str, int] = self.model.tokenizer.char_limits
         return limits.get(language.split("-")[0], 250)
 
-    def load(self) -> None:
+    def load(self, max_streams: int) -> None:
+        """`max_streams`: how many generations the Truss runs at once."""
         cuda = torch.cuda.is_available()
         self.device = "cuda" if cuda else "cpu"
         if not cuda:
             logger.warning("CUDA is not available: XTTS runs on the CPU, far slower than on a GPU")
         use_deepspeed = cuda and self.settings.deepspeed
-        if use_deepspeed and self._max_streams > 1:
+        if use_deepspeed and max_streams > 1:
             # DeepSpeed's inference engine (injected kernels with their own workspace) is not
             # thread-safe: DeepSpeed-MII itself serializes calls to it.
             raise ValueError(
-                f"XTTS_DEEPSPEED=1 needs TTS_MAX_STREAMS=1 (got {self._max_streams}): "
+                f"XTTS_DEEPSPEED=1 needs TTS_MAX_STREAMS=1 (got {max_streams}): "
                 "DeepSpeed inference is not safe for concurrent streams"
             )
         self._half = cuda and self.settings.half

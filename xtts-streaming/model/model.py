@@ -46,14 +46,13 @@ class Model:
         self._streamer = AudioStreamer.for_truss(kwargs)
         self.engine = XttsEngine(
             XttsSettings.load(config.get("model_metadata") or {}),
-            max_streams=self._streamer.settings.max_streams,
             weights_dir=Path(config["weights"][0]["mount_location"]),
             data_dir=Path(kwargs.get("data_dir") or "data"),
             lazy_data=kwargs.get("lazy_data_resolver"),
         )
 
     def load(self) -> None:
-        self.engine.load()
+        self.engine.load(self._streamer.settings.max_streams)
 
     def _prepare(self, req: XttsRequest) -> Synthesis:
         engine = self.engine
