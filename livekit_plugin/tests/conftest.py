@@ -76,6 +76,8 @@ class FaultServer:
 
     /status/{code}          the contract's JSON error with that status
     /flaky/{code}/{n}       the first n requests fail with code, then /audio
+    /cut_first/{n}          the first n requests get a 200 whose body is cut before
+                            any audio, then /audio
     /audio                  deterministic PCM; query: chunks, chunk_bytes, gap_ms,
                             first_byte_ms, cut_after, stall_after, rate, ctype
     /proxy                  relays to piper, recording the relayed bytes
@@ -88,6 +90,7 @@ class FaultServer:
         self.app = web.Application()
         self.app.router.add_post("/status/{code}", self._status)
         self.app.router.add_post("/flaky/{code}/{n}", self._flaky)
+        self.app.router.add_post("/cut_first/{n}", self._cut_first)
         self.app.router.add_post("/audio", self._audio)
         self.app.router.add_post("/proxy", self._proxy)
         self.url = ""
@@ -127,7 +130,12 @@ class FaultServer:
             return _error(int(request.match_info["code"]))
         return await self._audio(request)
 
-    async def _audio(self, request: web.Request) -> web.StreamResponse:
+    async def _cut_first(self, request: web.Request) -> web.StreamResponse:
+        seen = self._flaky_count.get(request.path, 0)
+        self._flaky_count[request.path] = seen + 1
+        return await self._audio(request, cut_at_once=seen < int(request.match_info["n"]))
+
+    async def _audio(self, request: web.Request, cut_at_once: bool = False) -> web.StreamResponse:
         rec = await self._record(request)
         q = request.query
         chunks = int(q.get("chunks", "6"))
@@ -146,7 +154,7 @@ class FaultServer:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         for i in range(chunks):
-            if "cut_after" in q and i == int(q["cut_after"]):
+            if ("cut_after" in q and i == int(q["cut_after"])) or cut_at_once:
                 # What uvicorn does when synthesis fails mid-stream: drop the
                 # connection without the terminating chunk.
                 rec.ended = time.monotonic()

@@ -222,6 +222,29 @@ async def test_cut_stream_after_audio_is_an_error_and_not_retried(fault_server, 
     assert result.events and sent.startswith(result.pcm)  # a prefix, never silently "done"
 
 
+async def test_body_cut_before_any_audio_is_retried(fault_server, http_session):
+    """A 200 whose body ends before its first byte played nothing: asked again."""
+    tts = make_tts(f"{fault_server.url}/cut_first/1?chunks=4&chunk_bytes=4800", http_session)
+    errors = errors_seen(tts)
+    result = await collect(tts.synthesize(TEXT, conn_options=FAST))
+    assert result.error is None
+    assert result.pcm == pcm_for(TEXT, 4 * 4800)
+    assert len(fault_server.records) == 2
+    assert fault_server.records[0].sent == b""  # the first answer really carried no audio
+    assert [e.recoverable for e in errors] == [True]
+
+
+async def test_body_cut_before_any_audio_is_retried_per_sentence(fault_server, http_session):
+    result = await stream_sentences(
+        fault_server, http_session, "/cut_first/1?chunks=2&chunk_bytes=4800", SENTENCES[:2]
+    )
+    assert result.error is None
+    texts = [r.body["text"] for r in fault_server.records]
+    cut = texts[0]  # the first request to arrive was cut; only it was asked again
+    assert sorted(texts) == sorted([*SENTENCES[:2], cut]) and texts.count(cut) == 2
+    assert result.pcm == b"".join(pcm_for(s, 2 * 4800) for s in SENTENCES[:2])
+
+
 async def test_cut_stream_in_stream_mode_is_an_error(fault_server, http_session):
     tts = make_tts(f"{fault_server.url}/audio?chunks=10&cut_after=2&chunk_bytes=9600", http_session)
     stream = tts.stream(conn_options=FAST)
