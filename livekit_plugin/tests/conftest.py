@@ -81,6 +81,12 @@ class FaultServer:
     /audio                  deterministic PCM; query: chunks, chunk_bytes, gap_ms,
                             first_byte_ms, cut_after, stall_after, rate, ctype
     /proxy                  relays to piper, recording the relayed bytes
+
+    GET /ws/{behaviour}     a WebSocket speaking the realtime protocol badly (`body`
+                            records the client's messages): `close` closes at the
+                            first input.done, before any audio; `close_after_audio`
+                            sends some audio first; `error` answers session.config
+                            with an `error` event
     """
 
     def __init__(self) -> None:
@@ -93,6 +99,7 @@ class FaultServer:
         self.app.router.add_post("/cut_first/{n}", self._cut_first)
         self.app.router.add_post("/audio", self._audio)
         self.app.router.add_post("/proxy", self._proxy)
+        self.app.router.add_get("/ws/{behaviour}", self._websocket)
         self.url = ""
 
     def requests_to(self, path: str) -> list[Record]:
@@ -172,6 +179,31 @@ class FaultServer:
         await resp.write_eof()
         rec.ended = time.monotonic()
         return resp
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        rec = Record(
+            path=request.path, query={}, body=[], headers=dict(request.headers), started=time.monotonic()
+        )
+        self.records.append(rec)
+        behaviour = request.match_info["behaviour"]
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            event = json.loads(msg.data)
+            rec.body.append(event)
+            if event["type"] == "session.config" and behaviour == "error":
+                await ws.send_json(
+                    {"type": "error", "message": "voice: unknown voice 'nobody'", "field": "voice"}
+                )
+            elif event["type"] == "input.done":
+                if behaviour == "close_after_audio":
+                    await ws.send_json({"type": "audio.start", "sentence_index": 0, "sample_rate": 24000})
+                    audio = pcm_for("ws", 9600)
+                    await ws.send_bytes(audio)
+                    rec.sent += audio
+                await ws.close()
+        rec.ended = time.monotonic()
+        return ws
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         assert self.upstream, "set FaultServer.upstream to piper's predict URL"

@@ -401,6 +401,52 @@ async def test_tts_aclose_interrupts_open_streams(fault_server, http_session):
     await _wait_disconnect(fault_server.records[0])
 
 
+# --- WebSocket mode ------------------------------------------------------------------
+
+
+def ws_url(fault_server, behaviour: str) -> str:
+    return fault_server.url.replace("http://", "ws://") + f"/ws/{behaviour}"
+
+
+async def test_ws_socket_closed_before_audio_is_retried_then_a_connection_error(fault_server, http_session):
+    tts = make_tts(ws_url(fault_server, "close"), http_session, api_key="k-ws")
+    errors = errors_seen(tts)
+    stream = tts.stream(conn_options=FAST)
+    await feed(stream, TEXT)
+    result = await collect(stream)
+    assert type(result.error) is APIConnectionError
+    assert "closed the WebSocket before any audio" in result.error.message
+    assert [e.recoverable for e in errors] == [True, True, False]
+    assert len(fault_server.records) == 1 + FAST.max_retry  # a fresh socket each time
+    first = fault_server.records[0]
+    assert first.headers["Authorization"] == "Api-Key k-ws"  # as over HTTP
+    kinds = [m["type"] for m in first.body]
+    assert kinds[0] == "session.config" and kinds[-1] == "input.done"
+    assert "".join(m["text"] for m in first.body if m["type"] == "input.text") == TEXT
+
+
+async def test_ws_socket_closed_after_audio_is_final(fault_server, http_session):
+    tts = make_tts(ws_url(fault_server, "close_after_audio"), http_session)
+    result = await collect(tts.synthesize(TEXT, conn_options=FAST))
+    assert isinstance(result.error, APIConnectionError) and not result.error.retryable
+    assert "after 9600 bytes" in result.error.message
+    assert len(fault_server.records) == 1, "retrying would replay audio already heard"
+    assert result.events and pcm_for("ws", 9600).startswith(result.pcm)
+
+
+async def test_ws_error_event_is_a_status_error_with_its_message(fault_server, http_session):
+    tts = make_tts(ws_url(fault_server, "error"), http_session)
+    for stream in (tts.synthesize(TEXT, conn_options=FAST), tts.stream(conn_options=FAST)):
+        if isinstance(stream, custom_tts.SynthesizeStream):
+            await feed(stream, TEXT)
+        result = await collect(stream)
+        assert isinstance(result.error, APIStatusError)
+        assert result.error.message == "voice: unknown voice 'nobody'"
+        assert result.error.body["field"] == "voice"
+        assert result.error.retryable is False and not result.events
+    assert len(fault_server.records) == 2  # once each, not retried
+
+
 # --- secrets ---------------------------------------------------------------------------
 
 SECRET = "sk-live-TOPSECRET-9f8e7d"

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -204,24 +204,29 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
 
     async def _run_websocket(
         self,
-        opts: TTSOptions,
-        conn_options: APIConnectOptions,
+        stream: ChunkedStream | SynthesizeStream,
         inputs: AsyncIterator[str | None],
         emitter: tts.AudioEmitter,
-        *,
-        segments: bool,
-        mark_started: Callable[[], None] = lambda: None,
     ) -> None:
         assert self._pool is not None
+
+        def on_connected(seconds: float, reused: bool) -> None:
+            # Reported in the framework's TTSMetrics (acquire_time, connection_reused).
+            stream._acquire_time = seconds
+            stream._connection_reused = reused
+
+        streaming = isinstance(stream, SynthesizeStream)
+        mark_started = stream._mark_started if isinstance(stream, SynthesizeStream) else lambda: None
         await run_turns(
             pool=self._pool,
-            opts=opts,
+            opts=stream._opts,
             word_timestamps=self._word_timestamps,
-            conn_options=conn_options,
+            conn_options=stream._conn_options,
             inputs=inputs,
             emitter=emitter,
-            segments=segments,
+            segments=streaming,
             mark_started=mark_started,
+            on_connected=on_connected,
         )
 
     async def _fetch(
@@ -355,9 +360,7 @@ class ChunkedStream(tts.ChunkedStream):
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         _initialize(output_emitter, self._opts, stream=False)
         if self._tts._pool is not None:
-            await self._tts._run_websocket(
-                self._opts, self._conn_options, _once(self._input_text), output_emitter, segments=False
-            )
+            await self._tts._run_websocket(self, _once(self._input_text), output_emitter)
             return
         pushed = 0
         try:
@@ -411,14 +414,7 @@ class SynthesizeStream(tts.SynthesizeStream):
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         _initialize(output_emitter, self._opts, stream=True)
         if self._tts._pool is not None:
-            await self._tts._run_websocket(
-                self._opts,
-                self._conn_options,
-                self._input_pieces(),
-                output_emitter,
-                segments=True,
-                mark_started=self._mark_started,
-            )
+            await self._tts._run_websocket(self, self._input_pieces(), output_emitter)
             return
         # One sentence stream per segment: a segment's sentences are exactly what its
         # stream yields before it closes, so segment ends stay in text order.

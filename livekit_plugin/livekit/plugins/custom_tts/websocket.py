@@ -212,6 +212,7 @@ async def run_turns(
     emitter: tts.AudioEmitter,
     segments: bool,
     mark_started: Callable[[], None],
+    on_connected: Callable[[float, bool], None],
 ) -> None:
     """Speak `inputs` (text pieces; FLUSH for `input.done`) over one pooled socket.
 
@@ -219,11 +220,13 @@ async def run_turns(
     `segments` (a SynthesizeStream), each answered flush ends an emitter segment.
     `conn_options.timeout` bounds connecting and each wait for data while a flush is
     unanswered. An error once audio is out is never retryable: it was heard.
+    `on_connected(seconds, reused)` reports the socket's acquisition (for metrics).
     """
     progress = _Progress()
     try:
+        started = time.perf_counter()
         try:
-            conn, _ = await asyncio.wait_for(pool.acquire(), timeout=conn_options.timeout)
+            conn, reused = await asyncio.wait_for(pool.acquire(), timeout=conn_options.timeout)
         except asyncio.TimeoutError as e:
             raise APITimeoutError(f"no WebSocket connection within {conn_options.timeout:g} s") from e
         except aiohttp.WSServerHandshakeError as e:
@@ -236,6 +239,7 @@ async def run_turns(
             raise APIConnectionError(
                 f"TTS WebSocket connection to {urlsplit(pool._url).hostname} failed"
             ) from e
+        on_connected(time.perf_counter() - started, reused)
         reusable = False
         try:
             await _turns(
