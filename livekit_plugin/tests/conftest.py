@@ -30,10 +30,12 @@ from local_truss.process import ServedTruss, free_port  # noqa: E402
 logger = logging.getLogger("custom_tts.tests")
 
 
-def serve_piper(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[ServedTruss]:
-    """`python -m local_truss serve piper-streaming` on a free port, as a user runs it;
+def serve_piper(
+    log_dir: Path, extra_env: dict[str, str] | None = None, truss: str = "piper-streaming"
+) -> Iterator[ServedTruss]:
+    """`python -m local_truss serve <truss>` on a free port, as a user runs it;
     stopped when the fixture that yields from this ends."""
-    server = ServedTruss("piper-streaming", log_path=log_dir / "server.log", extra_env=extra_env)
+    server = ServedTruss(truss, log_path=log_dir / "server.log", extra_env=extra_env)
     try:
         server.start()
     except (RuntimeError, TimeoutError) as e:
@@ -47,6 +49,16 @@ def serve_piper(log_dir: Path, extra_env: dict[str, str] | None = None) -> Itera
 @pytest.fixture(scope="session")
 def piper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
     yield from serve_piper(tmp_path_factory.mktemp("piper"))
+
+
+@pytest.fixture(scope="session")
+def piper_realtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
+    """piper's realtime Truss: the WebSocket protocol at ws://127.0.0.1:<port>/v1/websocket."""
+    yield from serve_piper(tmp_path_factory.mktemp("piper-realtime"), truss="piper-realtime")
+
+
+def ws_url(server: ServedTruss) -> str:
+    return server.base_url.replace("http://", "ws://", 1) + "/v1/websocket"
 
 
 def pcm_for(text: str, n_bytes: int) -> bytes:

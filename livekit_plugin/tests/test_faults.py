@@ -404,12 +404,12 @@ async def test_tts_aclose_interrupts_open_streams(fault_server, http_session):
 # --- WebSocket mode ------------------------------------------------------------------
 
 
-def ws_url(fault_server, behaviour: str) -> str:
+def fault_ws_url(fault_server, behaviour: str) -> str:
     return fault_server.url.replace("http://", "ws://") + f"/ws/{behaviour}"
 
 
 async def test_ws_socket_closed_before_audio_is_retried_then_a_connection_error(fault_server, http_session):
-    tts = make_tts(ws_url(fault_server, "close"), http_session, api_key="k-ws")
+    tts = make_tts(fault_ws_url(fault_server, "close"), http_session, api_key="k-ws")
     errors = errors_seen(tts)
     stream = tts.stream(conn_options=FAST)
     await feed(stream, TEXT)
@@ -426,7 +426,7 @@ async def test_ws_socket_closed_before_audio_is_retried_then_a_connection_error(
 
 
 async def test_ws_socket_closed_after_audio_is_final(fault_server, http_session):
-    tts = make_tts(ws_url(fault_server, "close_after_audio"), http_session)
+    tts = make_tts(fault_ws_url(fault_server, "close_after_audio"), http_session)
     result = await collect(tts.synthesize(TEXT, conn_options=FAST))
     assert isinstance(result.error, APIConnectionError) and not result.error.retryable
     assert "after 9600 bytes" in result.error.message
@@ -435,7 +435,7 @@ async def test_ws_socket_closed_after_audio_is_final(fault_server, http_session)
 
 
 async def test_ws_error_event_is_a_status_error_with_its_message(fault_server, http_session):
-    tts = make_tts(ws_url(fault_server, "error"), http_session)
+    tts = make_tts(fault_ws_url(fault_server, "error"), http_session)
     for stream in (tts.synthesize(TEXT, conn_options=FAST), tts.stream(conn_options=FAST)):
         if isinstance(stream, custom_tts.SynthesizeStream):
             await feed(stream, TEXT)

@@ -36,7 +36,7 @@ from livekit.agents import (
 )
 
 from .errors import final
-from .log import logger
+from .log import logger, unit_started
 from .models import TTSOptions
 from .websocket import FLUSH, SocketPool, run_turns, websocket_url
 
@@ -454,21 +454,28 @@ class SynthesizeStream(tts.SynthesizeStream):
 
         async def emit() -> None:
             segment_open = False
+            segment_bytes = 0
             while (item := await plan.get()) is not None:
                 if isinstance(item, _EndSegment):
                     if segment_open:
                         output_emitter.end_segment()
                         segment_open = False
+                        segment_bytes = 0
                     continue
                 if not segment_open:
                     output_emitter.start_segment(segment_id=utils.shortuuid())
                     segment_open = True
                 try:
+                    heard = False
                     while (chunk := await item.chunks.get()) is not None:
                         if isinstance(chunk, APIError):
                             # Earlier sentences may already be playing: no replay.
                             raise final(chunk)
+                        if not heard:
+                            unit_started(len(item.text.split()), segment_bytes / (2 * self._opts.sample_rate))
+                            heard = True
                         output_emitter.push(chunk)
+                        segment_bytes += len(chunk)
                     # No flush() per sentence: the emitter releases its held-back tail
                     # by itself when playout would otherwise run dry, and a flush right
                     # before end_segment() would append a 10 ms silent marker.

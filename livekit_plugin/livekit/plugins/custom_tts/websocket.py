@@ -39,11 +39,14 @@ from livekit.agents import (
 from livekit.agents.types import TimedString
 
 from .errors import final
-from .log import logger
+from .log import logger, unit_started
 from .models import TTSOptions
 
 WEBSOCKET_PATH = "/v1/websocket"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A pushed string longer than this (a whole reply handed over at once) goes out in
+# several input.text messages: the servers bound one message's text (5000 chars).
+MAX_TEXT_PER_MESSAGE = 2000
 # The realtime Trusses close a socket idle for 30 s (10 s before its first
 # session.config): the keepalive runs well inside that, and a parked socket not
 # proven alive for PARKED_TTL_S is replaced rather than trusted with a turn.
@@ -287,7 +290,9 @@ async def _turns(
                     buffered = False
                 continue
             mark_started()
-            await ws.send_str(json.dumps({"type": "input.text", "text": piece}))
+            for start in range(0, len(piece), MAX_TEXT_PER_MESSAGE):
+                text = piece[start : start + MAX_TEXT_PER_MESSAGE]
+                await ws.send_str(json.dumps({"type": "input.text", "text": text}))
             buffered = True
         if buffered:
             await ws.send_str(json.dumps({"type": "input.done"}))
@@ -301,6 +306,8 @@ async def _turns(
         segment_open = False
         segment_bytes = 0  # the current segment's audio so far: where a unit starts
         unit_start = 0.0
+        unit_words: int | None = None
+        unit_heard = True  # whether the current unit's first audio has gone out
         while True:
             try:
                 msg = await ws.receive(timeout=conn_options.timeout)
@@ -315,6 +322,9 @@ async def _turns(
                 if segments and not segment_open:
                     emitter.start_segment(segment_id=utils.shortuuid())
                     segment_open = True
+                if not unit_heard:
+                    unit_started(unit_words, unit_start)
+                    unit_heard = True
                 emitter.push(msg.data)
                 segment_bytes += len(msg.data)
                 progress.pushed_bytes += len(msg.data)
@@ -339,6 +349,9 @@ async def _turns(
                     emitter.start_segment(segment_id=utils.shortuuid())
                     segment_open = True
                 unit_start = segment_bytes / (2 * rate)
+                text = event.get("text")  # not in LiveKit's protocol; ours sends it
+                unit_words = len(text.split()) if isinstance(text, str) else None
+                unit_heard = False
             elif kind == "audio.done":
                 if word_timestamps:
                     words = _timed_words(event.get("timestamp_info"), unit_start)
