@@ -90,6 +90,10 @@ class _Backlog:
         self._seconds = 0.0
         self._room = threading.Condition()
 
+    @property
+    def seconds(self) -> float:
+        return self._seconds
+
     def add(self, seconds: float) -> None:
         with self._room:
             self._seconds += seconds
