@@ -470,13 +470,21 @@ def _texts(err: BaseException) -> list[str]:
         ("/audio?chunks=10&cut_after=2&chunk_bytes=9600", 5.0),
         ("/audio?rate=8000", 5.0),
         (None, 5.0),  # connection refused
+        ("ws:close", 5.0),
+        ("ws:error", 5.0),
+        ("ws:", 5.0),  # connection refused
     ],
 )
 async def test_api_key_never_appears_in_errors_or_logs(
     route, conn_timeout, fault_server, http_session, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    url = f"{fault_server.url}{route}" if route else f"http://127.0.0.1:{free_port()}"
+    if route == "ws:":
+        url = f"ws://127.0.0.1:{free_port()}"
+    elif route and route.startswith("ws:"):
+        url = fault_ws_url(fault_server, route[3:])
+    else:
+        url = f"{fault_server.url}{route}" if route else f"http://127.0.0.1:{free_port()}"
     tts = make_tts(url, http_session, api_key=SECRET)
     conn = APIConnectOptions(max_retry=1, retry_interval=0.01, timeout=conn_timeout)
     result = await collect(tts.synthesize(TEXT, conn_options=conn))
@@ -491,5 +499,5 @@ async def test_api_key_never_appears_in_errors_or_logs(
     logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     assert caplog.records, "nothing was logged: the check would be vacuous"
     assert SECRET not in logged
-    if route:  # the key was really sent, so there was something to leak
+    if route and route != "ws:":  # the key was really sent, so there was something to leak
         assert fault_server.records[0].headers["Authorization"] == f"Api-Key {SECRET}"

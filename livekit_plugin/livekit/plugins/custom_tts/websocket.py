@@ -367,8 +367,9 @@ async def _turns(
             elif kind == "error":
                 message = str(event.get("message") or "the TTS server reported an error")
                 # The server refused the config or failed the synthesis on purpose:
-                # the same request would fail again.
-                raise APIStatusError(message, body=event, retryable=False)
+                # the same request would fail again. A refused key reads as over HTTP.
+                status = 401 if event.get("field") == "authorization" else -1
+                raise APIStatusError(message, status_code=status, body=event, retryable=False)
             else:
                 logger.debug("ignoring TTS server event %r", kind)
 
