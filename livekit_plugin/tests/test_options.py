@@ -66,6 +66,7 @@ def test_predict_url_refuses_non_http(bad):
     ],
 )
 def test_websocket_url(given, expected):
+    assert custom_tts.websocket_url(given) == expected
     tts = custom_tts.TTS(api_url=given, api_key="k")
     assert tts.url == expected
     assert tts.capabilities.streaming and not tts.capabilities.aligned_transcript

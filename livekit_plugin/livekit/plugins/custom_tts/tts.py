@@ -38,7 +38,7 @@ from livekit.agents import (
 from .errors import final
 from .log import logger, unit_started
 from .models import TTSOptions
-from .websocket import FLUSH, SocketPool, run_turns, websocket_url
+from .websocket import FLUSH, WEBSOCKET_PATH, SocketPool, Turn
 
 PREDICT_PATH = "/v1/models/model:predict"
 NUM_CHANNELS = 1
@@ -47,15 +47,25 @@ API_KEY_ENV = "BASETEN_API_KEY"
 MAX_ERROR_BODY = 64 * 1024
 
 
-def predict_url(api_url: str) -> str:
-    """A base URL (`http://localhost:8080`) gets the Truss predict path; a URL that
-    already has a path (a Baseten predict URL) is used as given."""
+def endpoint_url(api_url: str, schemes: tuple[str, str], default_path: str) -> str:
+    """A base URL (`http://localhost:8080`) gets the Truss's `default_path`; a URL that
+    already has a path (a Baseten URL) is used as given."""
     parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"api_url must be an http(s) URL, got {api_url!r}")
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"api_url must be a {schemes[0]}(s) URL, got {api_url!r}")
     if parts.path in ("", "/"):
-        return api_url.rstrip("/") + PREDICT_PATH
+        return api_url.rstrip("/") + default_path
     return api_url
+
+
+def predict_url(api_url: str) -> str:
+    """The predict URL of an `http(s)://` api_url (see endpoint_url)."""
+    return endpoint_url(api_url, ("http", "https"), PREDICT_PATH)
+
+
+def websocket_url(api_url: str) -> str:
+    """The WebSocket URL of a `ws(s)://` api_url (see endpoint_url)."""
+    return endpoint_url(api_url, ("ws", "wss"), WEBSOCKET_PATH)
 
 
 def _snapshot(opts: TTSOptions) -> TTSOptions:
@@ -216,18 +226,17 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
             stream._connection_reused = reused
 
         streaming = isinstance(stream, SynthesizeStream)
-        mark_started = stream._mark_started if isinstance(stream, SynthesizeStream) else lambda: None
-        await run_turns(
-            pool=self._pool,
+        turn = Turn(
             opts=stream._opts,
             word_timestamps=self._word_timestamps,
             conn_options=stream._conn_options,
             inputs=inputs,
             emitter=emitter,
             segments=streaming,
-            mark_started=mark_started,
+            mark_started=stream._mark_started if isinstance(stream, SynthesizeStream) else lambda: None,
             on_connected=on_connected,
         )
+        await turn.run(self._pool)
 
     async def _fetch(
         self, text: str, opts: TTSOptions, conn_options: APIConnectOptions

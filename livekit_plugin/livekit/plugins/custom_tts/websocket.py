@@ -57,17 +57,6 @@ PARKED_TTL_S = 25.0
 CLOSE_TIMEOUT_S = 1.0
 
 
-def websocket_url(api_url: str) -> str:
-    """A base URL (`ws://localhost:8080`) gets the Truss websocket path; a URL that
-    already has a path (a Baseten `.../websocket` URL) is used as given."""
-    parts = urlsplit(api_url)
-    if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise ValueError(f"api_url must be a ws(s) URL, got {api_url!r}")
-    if parts.path in ("", "/"):
-        return api_url.rstrip("/") + WEBSOCKET_PATH
-    return api_url
-
-
 @dataclass
 class Connection:
     ws: aiohttp.ClientWebSocketResponse[bool]
@@ -98,6 +87,10 @@ class SocketPool:
         self._parked: Connection | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self._closed = False
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self._url).hostname or "?"
 
     async def acquire(self) -> tuple[Connection, bool]:
         """The parked socket if it is still fresh, else a new one; and whether reused."""
@@ -183,55 +176,61 @@ async def _empty_flush(ws: aiohttp.ClientWebSocketResponse[bool]) -> bool:
     return False
 
 
-@dataclass
-class _Progress:
-    """The sender counts flushes sent; the receiver counts those answered."""
+FLUSH = None  # in a turn's input: an `input.done`
 
+
+@dataclass
+class Turn:
+    """One stream's (or one `synthesize()`'s) use of a pooled socket.
+
+    `inputs`: text pieces, and FLUSH for `input.done`. Text goes out as it arrives;
+    the server decides the speakable units. With `segments` (a SynthesizeStream) each
+    answered flush ends an emitter segment. `conn_options.timeout` bounds connecting
+    and each wait for data while a flush is unanswered. An error once audio is out is
+    never retryable: it was heard. `on_connected(seconds, reused)` reports how the
+    socket was had (the framework's metrics).
+    """
+
+    opts: TTSOptions
+    word_timestamps: bool
+    conn_options: APIConnectOptions
+    inputs: AsyncIterable[str | None]
+    emitter: tts.AudioEmitter
+    segments: bool
+    mark_started: Callable[[], None]
+    on_connected: Callable[[float, bool], None]
+    # The sender counts flushes sent; the receiver counts those answered.
     flushes_sent: int = 0
     flushes_done: int = 0
     sender_finished: bool = False
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     pushed_bytes: int = 0
 
-    @property
-    def awaiting_answer(self) -> bool:
-        return self.flushes_done < self.flushes_sent
+    async def run(self, pool: SocketPool) -> None:
+        try:
+            conn = await self._connect(pool)
+            reusable = False
+            try:
+                await self._exchange(conn.ws, conn)
+                reusable = True
+            finally:
+                await pool.release(conn, reusable=reusable)
+        except APIError as e:
+            if self.pushed_bytes:
+                raise final(e) from e
+            raise
+        except (aiohttp.ClientError, ConnectionError) as e:  # a send on a socket that went away
+            raise APIConnectionError("the TTS WebSocket failed", retryable=self.pushed_bytes == 0) from e
+        except Exception as e:  # e.g. a closed session: still an APIError to the pipeline
+            raise APIConnectionError(f"TTS WebSocket failed ({type(e).__name__})", retryable=False) from e
 
-    def check_settled(self) -> None:
-        if self.sender_finished and not self.awaiting_answer:
-            self.settled.set()
-
-
-FLUSH = None  # in a turn's input: an `input.done`
-
-
-async def run_turns(
-    *,
-    pool: SocketPool,
-    opts: TTSOptions,
-    word_timestamps: bool,
-    conn_options: APIConnectOptions,
-    inputs: AsyncIterable[str | None],
-    emitter: tts.AudioEmitter,
-    segments: bool,
-    mark_started: Callable[[], None],
-    on_connected: Callable[[float, bool], None],
-) -> None:
-    """Speak `inputs` (text pieces; FLUSH for `input.done`) over one pooled socket.
-
-    Text goes out as it arrives; the server decides the speakable units. With
-    `segments` (a SynthesizeStream), each answered flush ends an emitter segment.
-    `conn_options.timeout` bounds connecting and each wait for data while a flush is
-    unanswered. An error once audio is out is never retryable: it was heard.
-    `on_connected(seconds, reused)` reports the socket's acquisition (for metrics).
-    """
-    progress = _Progress()
-    try:
+    async def _connect(self, pool: SocketPool) -> Connection:
+        timeout = self.conn_options.timeout
         started = time.perf_counter()
         try:
-            conn, reused = await asyncio.wait_for(pool.acquire(), timeout=conn_options.timeout)
+            conn, reused = await asyncio.wait_for(pool.acquire(), timeout=timeout)
         except asyncio.TimeoutError as e:
-            raise APITimeoutError(f"no WebSocket connection within {conn_options.timeout:g} s") from e
+            raise APITimeoutError(f"no WebSocket connection within {timeout:g} s") from e
         except aiohttp.WSServerHandshakeError as e:
             raise APIStatusError(
                 e.message or f"WebSocket handshake refused ({e.status})",
@@ -239,70 +238,59 @@ async def run_turns(
                 retryable=e.status >= 500,
             ) from e
         except (aiohttp.ClientError, OSError) as e:
-            raise APIConnectionError(
-                f"TTS WebSocket connection to {urlsplit(pool._url).hostname} failed"
-            ) from e
-        on_connected(time.perf_counter() - started, reused)
-        reusable = False
+            raise APIConnectionError(f"TTS WebSocket connection to {pool.host} failed") from e
+        self.on_connected(time.perf_counter() - started, reused)
+        return conn
+
+    @property
+    def _awaiting_answer(self) -> bool:
+        return self.flushes_done < self.flushes_sent
+
+    def _check_settled(self) -> None:
+        if self.sender_finished and not self._awaiting_answer:
+            self.settled.set()
+
+    async def _exchange(self, ws: aiohttp.ClientWebSocketResponse[bool], conn: Connection) -> None:
+        config = self.opts.session_config(word_timestamps=self.word_timestamps)
+        if conn.config != config:
+            # The config is sticky on a socket: sent again only when it changed.
+            conn.config = None
+            await ws.send_str(json.dumps({"type": "session.config", **config}))
+            conn.config = config
+        send_task = asyncio.create_task(self._send(ws), name="custom_tts.ws_send")
+        receive_task = asyncio.create_task(self._receive(ws), name="custom_tts.ws_receive")
         try:
-            await _turns(
-                conn, opts, word_timestamps, conn_options, inputs, emitter, segments, mark_started, progress
-            )
-            reusable = True
+            done, _ = await asyncio.wait({send_task, receive_task}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # the receiver only ends by raising; the sender once settled
         finally:
-            await pool.release(conn, reusable=reusable)
-    except APIError as e:
-        if progress.pushed_bytes:
-            raise final(e) from e
-        raise
-    except (aiohttp.ClientError, ConnectionError) as e:  # a send on a socket that went away
-        raise APIConnectionError("the TTS WebSocket failed", retryable=progress.pushed_bytes == 0) from e
-    except Exception as e:  # e.g. a closed session: still an APIError to the pipeline
-        raise APIConnectionError(f"TTS WebSocket failed ({type(e).__name__})", retryable=False) from e
+            for task in (send_task, receive_task):
+                task.cancel()
+            await asyncio.gather(send_task, receive_task, return_exceptions=True)
 
-
-async def _turns(
-    conn: Connection,
-    opts: TTSOptions,
-    word_timestamps: bool,
-    conn_options: APIConnectOptions,
-    inputs: AsyncIterable[str | None],
-    emitter: tts.AudioEmitter,
-    segments: bool,
-    mark_started: Callable[[], None],
-    progress: _Progress,
-) -> None:
-    ws = conn.ws
-    config = opts.session_config(word_timestamps=word_timestamps)
-    if conn.config != config:
-        # The config is sticky on a socket: sent again only when it changed.
-        conn.config = None
-        await ws.send_str(json.dumps({"type": "session.config", **config}))
-        conn.config = config
-
-    async def send() -> None:
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         buffered = False
-        async for piece in inputs:
+        async for piece in self.inputs:
             if piece is FLUSH:
                 if buffered:
                     await ws.send_str(json.dumps({"type": "input.done"}))
-                    progress.flushes_sent += 1
+                    self.flushes_sent += 1
                     buffered = False
                 continue
-            mark_started()
+            self.mark_started()
             for start in range(0, len(piece), MAX_TEXT_PER_MESSAGE):
                 text = piece[start : start + MAX_TEXT_PER_MESSAGE]
                 await ws.send_str(json.dumps({"type": "input.text", "text": text}))
             buffered = True
         if buffered:
             await ws.send_str(json.dumps({"type": "input.done"}))
-            progress.flushes_sent += 1
-        progress.sender_finished = True
-        progress.check_settled()
-        await progress.settled.wait()
+            self.flushes_sent += 1
+        self.sender_finished = True
+        self._check_settled()
+        await self.settled.wait()
 
-    async def receive() -> None:
-        rate = opts.sample_rate
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
+        emitter, rate = self.emitter, self.opts.sample_rate
         segment_open = False
         segment_bytes = 0  # the current segment's audio so far: where a unit starts
         unit_start = 0.0
@@ -310,16 +298,16 @@ async def _turns(
         unit_heard = True  # whether the current unit's first audio has gone out
         while True:
             try:
-                msg = await ws.receive(timeout=conn_options.timeout)
+                msg = await ws.receive(timeout=self.conn_options.timeout)
             except asyncio.TimeoutError as e:
-                if not progress.awaiting_answer:
+                if not self._awaiting_answer:
                     continue  # nothing is owed yet: the text is still coming
                 raise APITimeoutError(
-                    f"no data from the TTS server for {conn_options.timeout:g} s",
-                    retryable=progress.pushed_bytes == 0,
+                    f"no data from the TTS server for {self.conn_options.timeout:g} s",
+                    retryable=self.pushed_bytes == 0,
                 ) from e
             if msg.type is aiohttp.WSMsgType.BINARY:
-                if segments and not segment_open:
+                if self.segments and not segment_open:
                     emitter.start_segment(segment_id=utils.shortuuid())
                     segment_open = True
                 if not unit_heard:
@@ -327,13 +315,11 @@ async def _turns(
                     unit_heard = True
                 emitter.push(msg.data)
                 segment_bytes += len(msg.data)
-                progress.pushed_bytes += len(msg.data)
+                self.pushed_bytes += len(msg.data)
                 continue
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 where = (
-                    f"after {progress.pushed_bytes} bytes of audio"
-                    if progress.pushed_bytes
-                    else "before any audio"
+                    f"after {self.pushed_bytes} bytes of audio" if self.pushed_bytes else "before any audio"
                 )
                 raise APIConnectionError(f"the TTS server closed the WebSocket {where}")
             event = json.loads(msg.data)
@@ -345,7 +331,7 @@ async def _turns(
                         f"the TTS server sent {sent_rate} Hz audio, {rate} Hz was requested",
                         retryable=False,
                     )
-                if segments and not segment_open:
+                if self.segments and not segment_open:
                     emitter.start_segment(segment_id=utils.shortuuid())
                     segment_open = True
                 unit_start = segment_bytes / (2 * rate)
@@ -353,17 +339,17 @@ async def _turns(
                 unit_words = len(text.split()) if isinstance(text, str) else None
                 unit_heard = False
             elif kind == "audio.done":
-                if word_timestamps:
+                if self.word_timestamps:
                     words = _timed_words(event.get("timestamp_info"), unit_start)
                     if words:
                         emitter.push_timed_transcript(words)
             elif kind == "session.done":
-                progress.flushes_done += 1
-                if segments and segment_open:
+                self.flushes_done += 1
+                if self.segments and segment_open:
                     emitter.end_segment()
                     segment_open = False
                     segment_bytes = 0
-                progress.check_settled()
+                self._check_settled()
             elif kind == "error":
                 message = str(event.get("message") or "the TTS server reported an error")
                 # The server refused the config or failed the synthesis on purpose:
@@ -372,17 +358,6 @@ async def _turns(
                 raise APIStatusError(message, status_code=status, body=event, retryable=False)
             else:
                 logger.debug("ignoring TTS server event %r", kind)
-
-    send_task = asyncio.create_task(send(), name="custom_tts.ws_send")
-    receive_task = asyncio.create_task(receive(), name="custom_tts.ws_receive")
-    try:
-        done, _ = await asyncio.wait({send_task, receive_task}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()  # the receiver only ends by raising; the sender when settled
-    finally:
-        for task in (send_task, receive_task):
-            task.cancel()
-        await asyncio.gather(send_task, receive_task, return_exceptions=True)
 
 
 def _timed_words(timestamp_info: Any, offset: float) -> list[TimedString]:
