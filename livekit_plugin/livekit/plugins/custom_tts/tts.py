@@ -225,14 +225,13 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
             stream._acquire_time = seconds
             stream._connection_reused = reused
 
-        streaming = isinstance(stream, SynthesizeStream)
         turn = Turn(
             opts=stream._opts,
             word_timestamps=self._word_timestamps,
             conn_options=stream._conn_options,
             inputs=inputs,
             emitter=emitter,
-            segments=streaming,
+            segments=isinstance(stream, SynthesizeStream),
             mark_started=stream._mark_started if isinstance(stream, SynthesizeStream) else lambda: None,
             on_connected=on_connected,
         )
