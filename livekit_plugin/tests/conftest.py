@@ -33,8 +33,8 @@ logger = logging.getLogger("custom_tts.tests")
 def serve_piper(
     log_dir: Path, extra_env: dict[str, str] | None = None, truss: str = "piper-streaming"
 ) -> Iterator[ServedTruss]:
-    """`python -m local_truss serve <truss>` on a free port, as a user runs it;
-    stopped when the fixture that yields from this ends."""
+    """`python -m local_truss serve piper-streaming` (or `truss`) on a free port, as a
+    user runs it; stopped when the fixture that yields from this ends."""
     server = ServedTruss(truss, log_path=log_dir / "server.log", extra_env=extra_env)
     try:
         server.start()

@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from piper.const import BOS, EOS, PAD
 
 from tts_common.realtime_protocol import WordAlignment
 
+BOS, EOS, PAD = "^", "$", "_"  # piper.const's, as its phonemes_to_ids uses them
 _STRESS = frozenset("ˈˌ")
 
 
@@ -117,7 +117,7 @@ def _text_words(text: str, phonemize: Callable[[str], list[str]]) -> list[tuple[
     return words
 
 
-def _owners(alone: list[int], said: int, opcodes: list[tuple[str, int, int, int, int]]) -> list[int]:
+def _owners(alone: list[int], said: int, opcodes: Sequence[tuple[str, int, int, int, int]]) -> list[int]:
     """For each of the `said` phonemes, the index of the word it belongs to, given
     the word of each phoneme said alone and difflib's opcodes between the two."""
     owner = [0] * said

@@ -88,9 +88,13 @@ class Utterance:
 class RealtimeModel(Protocol):
     """What a Truss's adapter gives the session: its config schema, checks and synthesis."""
 
-    config_model: type[SessionConfig]
-    # A unit longer than this is split at its own punctuation (the HTTP path's limit).
-    max_unit_chars: int
+    @property
+    def config_model(self) -> type[SessionConfig]:
+        """The Truss's SessionConfig subclass (its own fields and bounds)."""
+
+    @property
+    def max_unit_chars(self) -> int:
+        """A unit longer than this is split at its own punctuation (the HTTP path's limit)."""
 
     def check(self, config: Any) -> None:
         """Raise ProtocolError naming the field (an unknown voice, say)."""
