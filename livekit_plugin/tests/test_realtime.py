@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import ws_url
-from helpers import FAST, Result, collect
+from helpers import FAST, Result, collect, make_collecting_output
 
 from livekit.agents import APIConnectOptions, APIStatusError
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT, TimedString
@@ -171,3 +171,28 @@ async def test_an_unknown_voice_is_an_error_naming_it(piper_realtime, http_sessi
     assert "nobody" in result.error.message and "voice" in result.error.message
     assert not result.events
     assert [e.recoverable for e in errors] == [False]  # not retried
+
+
+async def test_agent_session_say_plays_piper_realtime_audio(piper_realtime, http_session):
+    from livekit.agents import Agent, AgentSession
+
+    tts = make_tts(piper_realtime, http_session, word_timestamps=True)
+    errors: list = []
+    tts.on("error", errors.append)
+    output = make_collecting_output()
+    session = AgentSession(tts=tts, use_tts_aligned_transcript=True)
+    session.output.audio = output
+    await session.start(Agent(instructions="You are a test agent."))
+    try:
+        handle = session.say(PARAGRAPH)
+        await asyncio.wait_for(handle.wait_for_playout(), timeout=60)
+    finally:
+        await session.aclose()
+        await tts.aclose()
+
+    assert not errors, errors
+    assert {(f.sample_rate, f.num_channels) for f in output.frames} == {(24000, 1)}
+    heard = sum(f.duration for f in output.frames)
+    assert 4.0 < heard < 15.0  # the whole paragraph, once
+    words = [w for f in output.frames for w in f.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
+    assert_words_timed_inside_the_audio(words, PARAGRAPH, heard + 0.2)
