@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ServedTruss, serve_piper
+from conftest import ServedTruss, serve_piper, ws_url
 from helpers import llm_tokens
 
 from livekit.agents import APIConnectOptions, APIError
@@ -38,14 +38,10 @@ def realtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
     )
 
 
-def endpoint(server: ServedTruss) -> str:
-    return f"ws://127.0.0.1:{server.port}/v1/websocket"
-
-
 def baseten_tts(server: ServedTruss, http_session, voice: str = VOICE) -> baseten.TTS:
     return baseten.TTS(
         model="qwen3-tts",
-        model_endpoint=endpoint(server),
+        model_endpoint=ws_url(server),
         voice=voice,
         api_key="unused-locally",  # the plugin requires one; the local server has no key set
         word_timestamps=True,

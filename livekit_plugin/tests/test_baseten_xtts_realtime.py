@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ServedTruss, serve_piper
-from test_baseten_realtime import endpoint, speak
+from conftest import REPO, ServedTruss, serve_piper, ws_url
+from test_baseten_realtime import speak
 
 from livekit.agents import APIConnectOptions
 from livekit.plugins import baseten
@@ -39,7 +39,7 @@ def xtts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
 
 
 async def test_a_registered_voice_speaks_through_the_plugin(xtts, http_session):
-    url = endpoint(xtts)
+    url = ws_url(xtts)
     voice = await baseten.register_voice(
         model_endpoint=url,
         name="joe",
@@ -71,5 +71,5 @@ async def test_a_failed_registration_raises_with_the_servers_reason(xtts, tmp_pa
     short.write_bytes(b"RIFF\x00\x00\x00\x00WAVE")  # no audio in it
     with pytest.raises(RuntimeError, match="audio_data"):
         await baseten.register_voice(
-            model_endpoint=endpoint(xtts), name="broken", ref_audio_path=str(short), api_key="unused-locally"
+            model_endpoint=ws_url(xtts), name="broken", ref_audio_path=str(short), api_key="unused-locally"
         )
