@@ -7,7 +7,7 @@ Runs the Truss's own adapter (xtts-streaming/model/model.py, as served, minus HT
 environment's python, one fresh process per configuration:
 
 * shared: one loaded model, N streams at once on their own threads, each with its own
-  view (model/stream_state.py) -- what TTS_MAX_STREAMS=N serves;
+  view (packages/xtts_engine/stream_state.py) -- what TTS_MAX_STREAMS=N serves;
 * instances: N loaded models, one stream each, at once -- one stream per instance, what
   N replicas (or N processes) would do, here in one process;
 * served (unless --skip-served): the shared rows again over HTTP through the real truss
@@ -107,7 +107,7 @@ def worker(args) -> None:
     instances = args.streams if args.mode == "instances" else 1
     models = [load_adapter(args.checkpoint)[1] for _ in range(instances)]
     for served in models:
-        served._stream_decoder = args.decoder
+        served.engine.stream_decoder = args.decoder
     stream = _in_process_stream(models)
     run_round(stream, args.streams, 0)  # warm-up: every thread and model once
     loaded = _memory()

@@ -1,4 +1,4 @@
-"""Benchmark xtts-streaming's decoders: the incremental decode (model/streaming_decode.py,
+"""Benchmark xtts-streaming's decoders: the incremental decode (packages/xtts_engine/streaming_decode.py,
 the Truss's default) against stock ``Xtts.inference_stream``, and served against in-process.
 
     .venv/bin/python bench/xtts_streaming.py [--repeats 5] [--lengths 30 90 150]
@@ -49,8 +49,8 @@ def _load(checkpoint: str):
 def _timed_stream(model, impl: str, seed: int, max_tokens, decode_log: list):
     import torch
 
-    sys.path.insert(0, str(REPO / "xtts-streaming" / "model"))
-    from streaming_decode import inference_stream_incremental
+    sys.path.insert(0, str(REPO / "packages"))
+    from xtts_engine.streaming_decode import inference_stream_incremental
 
     c = model.config
     speaker = model.speaker_manager.speakers[VOICE]

@@ -5,6 +5,8 @@
     python client/call.py "Some text" --out hi.wav    # write a WAV file
     python client/call.py "Some text" --raw | aplay -f S16_LE -r 24000 -c 1
     python client/call.py "Some text" --model-id abcd1234   # Baseten (BASETEN_API_KEY)
+    python client/call.py --url ws://127.0.0.1:8080         # a *-realtime Truss: text from
+                                                            # stdin, spoken line by line as typed
 
 Standard library only, so it runs anywhere Python 3.9+ does. Timing (time to first
 audio byte, total) goes to stderr.
@@ -25,7 +27,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import wave
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+import realtime
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 PREDICT_PATH = "/v1/models/model:predict"
@@ -140,83 +145,73 @@ def player_failed(player: subprocess.Popen[bytes]) -> ClientError:
     )
 
 
-def stream(args: argparse.Namespace) -> int:
-    url = predict_url(args.url, args.model_id)
-    body: dict[str, Any] = {"text": args.text, "format": "pcm", "sample_rate": args.sample_rate}
-    if args.voice:
-        body["voice"] = args.voice
-    if args.language:
-        body["language"] = args.language
-    body.update(dict(args.field))
-    api_key = args.api_key or os.environ.get("BASETEN_API_KEY")
-    if "api.baseten.co" in url and not api_key:
-        raise ClientError("Baseten needs an API key: set BASETEN_API_KEY or pass --api-key", EXIT_HTTP)
+class Output:
+    """Where the audio goes as it arrives: ffplay, a WAV file (written aside and
+    renamed only once complete, so no silently short file is left), raw stdout."""
 
-    player = start_player(args.sample_rate) if args.play else None
-    wav_tmp = None
-    if args.out:
-        fd, wav_tmp = tempfile.mkstemp(suffix=".wav", dir=os.path.dirname(os.path.abspath(args.out)))
-        os.close(fd)
-    wav_file = None
-    started = time.perf_counter()
-    first_byte = None
-    received = 0
-    rate = args.sample_rate
-    try:
-        response = open_stream(url, body, api_key, args.timeout)
-        rate = int(response.headers.get("X-Sample-Rate") or args.sample_rate)
-        if wav_tmp:
-            wav_file = wave.open(wav_tmp, "wb")
-            wav_file.setnchannels(1)
-            wav_file.setsampwidth(2)
-            wav_file.setframerate(rate)
-        leftover = b""
-        while True:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.received = 0
+        self.first_byte: float | None = None
+        self.started = time.perf_counter()
+        self.rate = args.sample_rate
+        self.player = start_player(args.sample_rate) if args.play else None
+        self.wav_tmp: str | None = None
+        self.wav_file: wave.Wave_write | None = None
+        self.leftover = b""
+        if args.out:
+            fd, self.wav_tmp = tempfile.mkstemp(suffix=".wav", dir=os.path.dirname(os.path.abspath(args.out)))
+            os.close(fd)
+
+    def open(self, rate: int) -> None:
+        self.rate = rate
+        if self.wav_tmp and self.wav_file is None:
+            self.wav_file = wave.open(self.wav_tmp, "wb")
+            self.wav_file.setnchannels(1)
+            self.wav_file.setsampwidth(2)
+            self.wav_file.setframerate(rate)
+
+    def write(self, chunk: bytes) -> None:
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter() - self.started
+        self.received += len(chunk)
+        if self.player is not None:
+            assert self.player.stdin is not None  # started with stdin=PIPE
             try:
-                chunk = response.read1(READ_SIZE) if hasattr(response, "read1") else response.read(READ_SIZE)
-            except (http.client.IncompleteRead, http.client.HTTPException, OSError) as exc:
-                raise ClientError(
-                    f"stream cut short after {received} bytes ({exc.__class__.__name__}): "
-                    "the server failed mid-stream or the connection dropped",
-                    EXIT_CUT_SHORT,
-                ) from exc
-            if not chunk:
-                break
-            if first_byte is None:
-                first_byte = time.perf_counter() - started
-            received += len(chunk)
-            if player is not None:
-                assert player.stdin is not None  # started with stdin=PIPE
-                try:
-                    player.stdin.write(chunk)
-                    player.stdin.flush()
-                except BrokenPipeError as exc:
-                    player.wait()
-                    raise player_failed(player) from exc
-            if args.raw:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
-            if wav_file is not None:
-                data = leftover + chunk
-                usable = len(data) - len(data) % 2  # a sample may straddle two reads
-                wav_file.writeframes(data[:usable])
-                leftover = data[usable:]
-        if leftover:
+                self.player.stdin.write(chunk)
+                self.player.stdin.flush()
+            except BrokenPipeError as exc:
+                self.player.wait()
+                raise player_failed(self.player) from exc
+        if self.args.raw:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        if self.wav_file is not None:
+            data = self.leftover + chunk
+            usable = len(data) - len(data) % 2  # a sample may straddle two reads
+            self.wav_file.writeframes(data[:usable])
+            self.leftover = data[usable:]
+
+    def finish(self) -> None:
+        """The audio is complete: keep the WAV file."""
+        if self.leftover:
             raise ClientError("stream ended inside a 16-bit sample", EXIT_CUT_SHORT)
-        if wav_file is not None:
-            wav_file.close()
-            wav_file = None
-            assert wav_tmp is not None
+        if self.wav_file is not None:
+            self.wav_file.close()
+            self.wav_file = None
+            assert self.wav_tmp is not None
             umask = os.umask(0)
             os.umask(umask)
-            os.chmod(wav_tmp, 0o666 & ~umask)  # mkstemp made it private
-            os.replace(wav_tmp, args.out)
-            wav_tmp = None
-    finally:
-        if wav_file is not None:
-            wav_file.close()
-        if wav_tmp and os.path.exists(wav_tmp):
-            os.unlink(wav_tmp)  # never leave a silently short file behind
+            os.chmod(self.wav_tmp, 0o666 & ~umask)  # mkstemp made it private
+            os.replace(self.wav_tmp, self.args.out)
+            self.wav_tmp = None
+
+    def close(self) -> None:
+        if self.wav_file is not None:
+            self.wav_file.close()
+        if self.wav_tmp and os.path.exists(self.wav_tmp):
+            os.unlink(self.wav_tmp)  # never leave a silently short file behind
+        player = self.player
         if player is not None:
             try:
                 if player.stdin is not None:
@@ -224,16 +219,107 @@ def stream(args: argparse.Namespace) -> int:
             except BrokenPipeError:
                 pass
             player.wait()
-    if player is not None and (player.returncode != 0 or player_errors(player)):
-        raise player_failed(player)
-    total = time.perf_counter() - started
-    seconds = received / 2 / rate
-    ttfb = f"{first_byte * 1000:.0f} ms" if first_byte is not None else "n/a"
-    print(
-        f"first audio byte: {ttfb}  total: {total * 1000:.0f} ms  "
-        f"audio: {seconds:.2f} s" + (f"  saved: {args.out}" if args.out else ""),
-        file=sys.stderr,
-    )
+
+    def check_player(self) -> None:
+        if self.player is not None and (self.player.returncode != 0 or player_errors(self.player)):
+            raise player_failed(self.player)
+
+    def report(self) -> None:
+        total = time.perf_counter() - self.started
+        seconds = self.received / 2 / self.rate
+        ttfb = f"{self.first_byte * 1000:.0f} ms" if self.first_byte is not None else "n/a"
+        print(
+            f"first audio byte: {ttfb}  total: {total * 1000:.0f} ms  "
+            f"audio: {seconds:.2f} s" + (f"  saved: {self.args.out}" if self.args.out else ""),
+            file=sys.stderr,
+        )
+
+
+def model_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if args.voice:
+        fields["voice"] = args.voice
+    if args.language:
+        fields["language"] = args.language
+    fields.update(dict(args.field))
+    return fields
+
+
+def api_key_for(url: str, args: argparse.Namespace) -> str | None:
+    api_key: str | None = args.api_key or os.environ.get("BASETEN_API_KEY")
+    if "api.baseten.co" in url and not api_key:
+        raise ClientError("Baseten needs an API key: set BASETEN_API_KEY or pass --api-key", EXIT_HTTP)
+    return api_key
+
+
+def stream(args: argparse.Namespace) -> int:
+    if args.text is None:
+        raise ClientError("give the text to say (text from stdin needs a ws:// or wss:// URL)", EXIT_HTTP)
+    url = predict_url(args.url, args.model_id)
+    body: dict[str, Any] = {"text": args.text, "format": "pcm", "sample_rate": args.sample_rate}
+    body.update(model_fields(args))
+    api_key = api_key_for(url, args)
+    output = Output(args)
+    try:
+        response = open_stream(url, body, api_key, args.timeout)
+        output.open(int(response.headers.get("X-Sample-Rate") or args.sample_rate))
+        while True:
+            try:
+                chunk = response.read1(READ_SIZE) if hasattr(response, "read1") else response.read(READ_SIZE)
+            except (http.client.IncompleteRead, http.client.HTTPException, OSError) as exc:
+                raise ClientError(
+                    f"stream cut short after {output.received} bytes ({exc.__class__.__name__}): "
+                    "the server failed mid-stream or the connection dropped",
+                    EXIT_CUT_SHORT,
+                ) from exc
+            if not chunk:
+                break
+            output.write(chunk)
+        output.finish()
+    finally:
+        output.close()
+    output.check_player()
+    output.report()
+    return 0
+
+
+def stdin_lines() -> Iterator[str]:
+    """Each line as it is typed (or piped), with its line break: a line is a unit."""
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
+        yield line
+
+
+def stream_realtime(args: argparse.Namespace) -> int:
+    """A ws:// or wss:// URL (or --realtime): the realtime protocol, text as it comes."""
+    url = realtime.websocket_url(args.url, args.model_id)
+    api_key = api_key_for(url, args)
+    headers = {"Authorization": f"Api-Key {api_key}"} if api_key else {}
+    config = {"type": "session.config", "sample_rate": args.sample_rate, **model_fields(args)}
+    pieces: Iterable[str] = [args.text] if args.text is not None else stdin_lines()
+    output = Output(args)
+    output.open(args.sample_rate)
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("type") == "audio.start" and event.get("sample_rate") != args.sample_rate:
+            raise ClientError(
+                f"the server sends {event.get('sample_rate')} Hz, not {args.sample_rate}", EXIT_HTTP
+            )
+
+    try:
+        try:
+            realtime.speak(url, headers, config, pieces, output.write, on_event, args.timeout)
+        except realtime.WebSocketError as exc:
+            raise ClientError(str(exc), EXIT_CUT_SHORT if output.received else EXIT_HTTP) from exc
+        except OSError as exc:
+            raise ClientError(f"cannot reach {url}: {exc}. Is the server running?", EXIT_UNREACHABLE) from exc
+        output.finish()
+    finally:
+        output.close()
+    output.check_player()
+    output.report()
     return 0
 
 
@@ -241,9 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("text", help="what to say")
+    parser.add_argument(
+        "text", nargs="?", help="what to say (with a ws:// or wss:// URL: stdin, line by line, when omitted)"
+    )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--url", help=f"server base URL or full predict URL (default {DEFAULT_URL})")
+    where.add_argument(
+        "--url",
+        help=f"server base URL or full predict URL (default {DEFAULT_URL}); ws:// or wss:// speaks the "
+        "realtime protocol (a base URL gets /v1/websocket)",
+    )
     where.add_argument("--model-id", help="Baseten model id (production environment)")
     parser.add_argument(
         "--api-key",
@@ -267,11 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="play through ffplay (the default when neither --out nor --raw is given)",
     )
+    parser.add_argument(
+        "--realtime", action="store_true", help="with --model-id: the model's WebSocket (a *-realtime Truss)"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for data")
     args = parser.parse_args(argv)
     if not args.out and not args.raw:
         args.play = True
     try:
+        if args.realtime or (args.url or "").startswith(("ws://", "wss://")):
+            return stream_realtime(args)
         return stream(args)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -47,11 +47,14 @@ def _key(build_dir: Path) -> str:
 
 def ensure_environment(name: str, build_dir: Path) -> Path:
     """Return the python executable of this Truss's environment, building it if needed."""
-    env_dir = cache_dir() / "envs" / f"{name}-{_key(build_dir)}"
+    key = _key(build_dir)
+    envs = cache_dir() / "envs"
+    # Trusses with the same requirements (piper-streaming and piper-realtime) share one.
+    for built in sorted(envs.glob(f"*-{key}/.complete")):
+        return built.parent / "bin" / "python"
+    env_dir = envs / f"{name}-{key}"
     python = env_dir / "bin" / "python"
     marker = env_dir / ".complete"
-    if marker.exists():
-        return python
     if env_dir.exists():
         shutil.rmtree(env_dir)  # a half-built environment from an interrupted run
     logger.info("building environment %s (first start only)", env_dir.name)

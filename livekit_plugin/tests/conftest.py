@@ -30,10 +30,12 @@ from local_truss.process import ServedTruss, free_port  # noqa: E402
 logger = logging.getLogger("custom_tts.tests")
 
 
-def serve_piper(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[ServedTruss]:
-    """`python -m local_truss serve piper-streaming` on a free port, as a user runs it;
-    stopped when the fixture that yields from this ends."""
-    server = ServedTruss("piper-streaming", log_path=log_dir / "server.log", extra_env=extra_env)
+def serve_piper(
+    log_dir: Path, extra_env: dict[str, str] | None = None, truss: str = "piper-streaming"
+) -> Iterator[ServedTruss]:
+    """`python -m local_truss serve piper-streaming` (or `truss`) on a free port, as a
+    user runs it; stopped when the fixture that yields from this ends."""
+    server = ServedTruss(truss, log_path=log_dir / "server.log", extra_env=extra_env)
     try:
         server.start()
     except (RuntimeError, TimeoutError) as e:
@@ -47,6 +49,16 @@ def serve_piper(log_dir: Path, extra_env: dict[str, str] | None = None) -> Itera
 @pytest.fixture(scope="session")
 def piper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
     yield from serve_piper(tmp_path_factory.mktemp("piper"))
+
+
+@pytest.fixture(scope="session")
+def piper_realtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
+    """piper's realtime Truss: the WebSocket protocol at ws://127.0.0.1:<port>/v1/websocket."""
+    yield from serve_piper(tmp_path_factory.mktemp("piper-realtime"), truss="piper-realtime")
+
+
+def ws_url(server: ServedTruss) -> str:
+    return server.base_url.replace("http://", "ws://", 1) + "/v1/websocket"
 
 
 def pcm_for(text: str, n_bytes: int) -> bytes:
@@ -76,9 +88,17 @@ class FaultServer:
 
     /status/{code}          the contract's JSON error with that status
     /flaky/{code}/{n}       the first n requests fail with code, then /audio
+    /cut_first/{n}          the first n requests get a 200 whose body is cut before
+                            any audio, then /audio
     /audio                  deterministic PCM; query: chunks, chunk_bytes, gap_ms,
                             first_byte_ms, cut_after, stall_after, rate, ctype
     /proxy                  relays to piper, recording the relayed bytes
+
+    GET /ws/{behaviour}     a WebSocket speaking the realtime protocol badly (`body`
+                            records the client's messages): `close` closes at the
+                            first input.done, before any audio; `close_after_audio`
+                            sends some audio first; `error` answers session.config
+                            with an `error` event
     """
 
     def __init__(self) -> None:
@@ -88,8 +108,10 @@ class FaultServer:
         self.app = web.Application()
         self.app.router.add_post("/status/{code}", self._status)
         self.app.router.add_post("/flaky/{code}/{n}", self._flaky)
+        self.app.router.add_post("/cut_first/{n}", self._cut_first)
         self.app.router.add_post("/audio", self._audio)
         self.app.router.add_post("/proxy", self._proxy)
+        self.app.router.add_get("/ws/{behaviour}", self._websocket)
         self.url = ""
 
     def requests_to(self, path: str) -> list[Record]:
@@ -127,7 +149,12 @@ class FaultServer:
             return _error(int(request.match_info["code"]))
         return await self._audio(request)
 
-    async def _audio(self, request: web.Request) -> web.StreamResponse:
+    async def _cut_first(self, request: web.Request) -> web.StreamResponse:
+        seen = self._flaky_count.get(request.path, 0)
+        self._flaky_count[request.path] = seen + 1
+        return await self._audio(request, cut_at_once=seen < int(request.match_info["n"]))
+
+    async def _audio(self, request: web.Request, cut_at_once: bool = False) -> web.StreamResponse:
         rec = await self._record(request)
         q = request.query
         chunks = int(q.get("chunks", "6"))
@@ -146,7 +173,7 @@ class FaultServer:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         for i in range(chunks):
-            if "cut_after" in q and i == int(q["cut_after"]):
+            if ("cut_after" in q and i == int(q["cut_after"])) or cut_at_once:
                 # What uvicorn does when synthesis fails mid-stream: drop the
                 # connection without the terminating chunk.
                 rec.ended = time.monotonic()
@@ -164,6 +191,31 @@ class FaultServer:
         await resp.write_eof()
         rec.ended = time.monotonic()
         return resp
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        rec = Record(
+            path=request.path, query={}, body=[], headers=dict(request.headers), started=time.monotonic()
+        )
+        self.records.append(rec)
+        behaviour = request.match_info["behaviour"]
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            event = json.loads(msg.data)
+            rec.body.append(event)
+            if event["type"] == "session.config" and behaviour == "error":
+                await ws.send_json(
+                    {"type": "error", "message": "voice: unknown voice 'nobody'", "field": "voice"}
+                )
+            elif event["type"] == "input.done":
+                if behaviour == "close_after_audio":
+                    await ws.send_json({"type": "audio.start", "sentence_index": 0, "sample_rate": 24000})
+                    audio = pcm_for("ws", 9600)
+                    await ws.send_bytes(audio)
+                    rec.sent += audio
+                await ws.close()
+        rec.ended = time.monotonic()
+        return ws
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         assert self.upstream, "set FaultServer.upstream to piper's predict URL"

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass, field
 
+from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError
 from livekit.agents import tts as agents_tts
 
@@ -56,3 +58,35 @@ async def feed(stream: agents_tts.SynthesizeStream, text: str, delay: float = 0.
         stream.push_text(token)
         await asyncio.sleep(delay)
     stream.end_input()
+
+
+def make_collecting_output():
+    from livekit.agents.voice import io
+
+    class _Output(io.AudioOutput):
+        """An audio sink that keeps frames and reports playback as done at once."""
+
+        def __init__(self) -> None:
+            super().__init__(label="collect", capabilities=io.AudioOutputCapabilities(pause=False))
+            self.frames: list[rtc.AudioFrame] = []
+            self._segment = 0.0
+
+        async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+            await super().capture_frame(frame)
+            if not self._segment:
+                self.on_playback_started(created_at=time.time())
+            self._segment += frame.duration
+            self.frames.append(frame)
+
+        def flush(self) -> None:
+            super().flush()
+            if self._segment:
+                played, self._segment = self._segment, 0.0
+                self.on_playback_finished(playback_position=played, interrupted=False)
+
+        def clear_buffer(self) -> None:
+            if self._segment:
+                played, self._segment = self._segment, 0.0
+                self.on_playback_finished(playback_position=played, interrupted=True)
+
+    return _Output()

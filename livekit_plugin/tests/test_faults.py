@@ -222,6 +222,29 @@ async def test_cut_stream_after_audio_is_an_error_and_not_retried(fault_server, 
     assert result.events and sent.startswith(result.pcm)  # a prefix, never silently "done"
 
 
+async def test_body_cut_before_any_audio_is_retried(fault_server, http_session):
+    """A 200 whose body ends before its first byte played nothing: asked again."""
+    tts = make_tts(f"{fault_server.url}/cut_first/1?chunks=4&chunk_bytes=4800", http_session)
+    errors = errors_seen(tts)
+    result = await collect(tts.synthesize(TEXT, conn_options=FAST))
+    assert result.error is None
+    assert result.pcm == pcm_for(TEXT, 4 * 4800)
+    assert len(fault_server.records) == 2
+    assert fault_server.records[0].sent == b""  # the first answer really carried no audio
+    assert [e.recoverable for e in errors] == [True]
+
+
+async def test_body_cut_before_any_audio_is_retried_per_sentence(fault_server, http_session):
+    result = await stream_sentences(
+        fault_server, http_session, "/cut_first/1?chunks=2&chunk_bytes=4800", SENTENCES[:2]
+    )
+    assert result.error is None
+    texts = [r.body["text"] for r in fault_server.records]
+    cut = texts[0]  # the first request to arrive was cut; only it was asked again
+    assert sorted(texts) == sorted([*SENTENCES[:2], cut]) and texts.count(cut) == 2
+    assert result.pcm == b"".join(pcm_for(s, 2 * 4800) for s in SENTENCES[:2])
+
+
 async def test_cut_stream_in_stream_mode_is_an_error(fault_server, http_session):
     tts = make_tts(f"{fault_server.url}/audio?chunks=10&cut_after=2&chunk_bytes=9600", http_session)
     stream = tts.stream(conn_options=FAST)
@@ -378,6 +401,52 @@ async def test_tts_aclose_interrupts_open_streams(fault_server, http_session):
     await _wait_disconnect(fault_server.records[0])
 
 
+# --- WebSocket mode ------------------------------------------------------------------
+
+
+def fault_ws_url(fault_server, behaviour: str) -> str:
+    return fault_server.url.replace("http://", "ws://") + f"/ws/{behaviour}"
+
+
+async def test_ws_socket_closed_before_audio_is_retried_then_a_connection_error(fault_server, http_session):
+    tts = make_tts(fault_ws_url(fault_server, "close"), http_session, api_key="k-ws")
+    errors = errors_seen(tts)
+    stream = tts.stream(conn_options=FAST)
+    await feed(stream, TEXT)
+    result = await collect(stream)
+    assert type(result.error) is APIConnectionError
+    assert "closed the WebSocket before any audio" in result.error.message
+    assert [e.recoverable for e in errors] == [True, True, False]
+    assert len(fault_server.records) == 1 + FAST.max_retry  # a fresh socket each time
+    first = fault_server.records[0]
+    assert first.headers["Authorization"] == "Api-Key k-ws"  # as over HTTP
+    kinds = [m["type"] for m in first.body]
+    assert kinds[0] == "session.config" and kinds[-1] == "input.done"
+    assert "".join(m["text"] for m in first.body if m["type"] == "input.text") == TEXT
+
+
+async def test_ws_socket_closed_after_audio_is_final(fault_server, http_session):
+    tts = make_tts(fault_ws_url(fault_server, "close_after_audio"), http_session)
+    result = await collect(tts.synthesize(TEXT, conn_options=FAST))
+    assert isinstance(result.error, APIConnectionError) and not result.error.retryable
+    assert "after 9600 bytes" in result.error.message
+    assert len(fault_server.records) == 1, "retrying would replay audio already heard"
+    assert result.events and pcm_for("ws", 9600).startswith(result.pcm)
+
+
+async def test_ws_error_event_is_a_status_error_with_its_message(fault_server, http_session):
+    tts = make_tts(fault_ws_url(fault_server, "error"), http_session)
+    for stream in (tts.synthesize(TEXT, conn_options=FAST), tts.stream(conn_options=FAST)):
+        if isinstance(stream, custom_tts.SynthesizeStream):
+            await feed(stream, TEXT)
+        result = await collect(stream)
+        assert isinstance(result.error, APIStatusError)
+        assert result.error.message == "voice: unknown voice 'nobody'"
+        assert result.error.body["field"] == "voice"
+        assert result.error.retryable is False and not result.events
+    assert len(fault_server.records) == 2  # once each, not retried
+
+
 # --- secrets ---------------------------------------------------------------------------
 
 SECRET = "sk-live-TOPSECRET-9f8e7d"
@@ -401,13 +470,21 @@ def _texts(err: BaseException) -> list[str]:
         ("/audio?chunks=10&cut_after=2&chunk_bytes=9600", 5.0),
         ("/audio?rate=8000", 5.0),
         (None, 5.0),  # connection refused
+        ("ws:close", 5.0),
+        ("ws:error", 5.0),
+        ("ws:", 5.0),  # connection refused
     ],
 )
 async def test_api_key_never_appears_in_errors_or_logs(
     route, conn_timeout, fault_server, http_session, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    url = f"{fault_server.url}{route}" if route else f"http://127.0.0.1:{free_port()}"
+    if route == "ws:":
+        url = f"ws://127.0.0.1:{free_port()}"
+    elif route and route.startswith("ws:"):
+        url = fault_ws_url(fault_server, route[3:])
+    else:
+        url = f"{fault_server.url}{route}" if route else f"http://127.0.0.1:{free_port()}"
     tts = make_tts(url, http_session, api_key=SECRET)
     conn = APIConnectOptions(max_retry=1, retry_interval=0.01, timeout=conn_timeout)
     result = await collect(tts.synthesize(TEXT, conn_options=conn))
@@ -422,5 +499,5 @@ async def test_api_key_never_appears_in_errors_or_logs(
     logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     assert caplog.records, "nothing was logged: the check would be vacuous"
     assert SECRET not in logged
-    if route:  # the key was really sent, so there was something to leak
+    if route and route != "ws:":  # the key was really sent, so there was something to leak
         assert fault_server.records[0].headers["Authorization"] == f"Api-Key {SECRET}"

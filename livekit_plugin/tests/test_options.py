@@ -54,6 +54,51 @@ def test_predict_url_refuses_non_http(bad):
         custom_tts.predict_url(bad)
 
 
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("ws://localhost:8080", "ws://localhost:8080/v1/websocket"),
+        ("ws://localhost:8080/", "ws://localhost:8080/v1/websocket"),
+        (
+            "wss://model-abc123.api.baseten.co/environments/production/websocket",
+            "wss://model-abc123.api.baseten.co/environments/production/websocket",
+        ),
+    ],
+)
+def test_websocket_url(given, expected):
+    assert custom_tts.websocket_url(given) == expected
+    tts = custom_tts.TTS(api_url=given, api_key="k")
+    assert tts.url == expected
+    assert tts.capabilities.streaming and not tts.capabilities.aligned_transcript
+
+
+def test_word_timestamps_declare_aligned_transcript_and_need_a_websocket():
+    tts = custom_tts.TTS(api_url="ws://localhost:8080", word_timestamps=True)
+    assert tts.capabilities.aligned_transcript
+    with pytest.raises(ValueError, match="ws://"):
+        custom_tts.TTS(api_url="http://localhost:8080", word_timestamps=True)
+
+
+def test_session_config_maps_options_like_the_http_body():
+    opts = custom_tts.TTSOptions(
+        voice="joe", voice_description="calm", sample_rate=16000, extra={"speed": 1.25}
+    )
+    assert opts.session_config(word_timestamps=True) == {
+        "response_format": "pcm",
+        "stream_audio": True,
+        "language": "en",
+        "sample_rate": 16000,
+        "voice": "joe",
+        "description": "calm",
+        "timestamp_type": "word",
+        "timestamp_transport_strategy": "sync",
+        "speed": 1.25,
+    }
+    assert "timestamp_type" not in custom_tts.TTSOptions().session_config(word_timestamps=False)
+    with pytest.raises(ValueError, match="stream_audio"):
+        custom_tts.TTSOptions(extra={"stream_audio": False})
+
+
 def test_api_key_falls_back_to_environment(monkeypatch):
     monkeypatch.setenv("BASETEN_API_KEY", "env-key-123")
     tts = custom_tts.TTS(api_url="https://model-x.api.baseten.co/environments/production/predict")

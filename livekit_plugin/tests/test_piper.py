@@ -13,9 +13,8 @@ import time
 
 import aiohttp
 import pytest
-from helpers import FAST, collect, feed
+from helpers import FAST, collect, feed, make_collecting_output
 
-from livekit import rtc
 from livekit.agents import APIConnectOptions, APIStatusError
 from livekit.plugins import custom_tts
 
@@ -166,38 +165,6 @@ async def test_barge_in_stops_piper_generating(piper, http_session):
 
     # and it serves the next request normally
     assert (await collect(tts.synthesize("Are you still there?", conn_options=FAST))).error is None
-
-
-def make_collecting_output():
-    from livekit.agents.voice import io
-
-    class _Output(io.AudioOutput):
-        """An audio sink that keeps frames and reports playback as done at once."""
-
-        def __init__(self) -> None:
-            super().__init__(label="collect", capabilities=io.AudioOutputCapabilities(pause=False))
-            self.frames: list[rtc.AudioFrame] = []
-            self._segment = 0.0
-
-        async def capture_frame(self, frame: rtc.AudioFrame) -> None:
-            await super().capture_frame(frame)
-            if not self._segment:
-                self.on_playback_started(created_at=time.time())
-            self._segment += frame.duration
-            self.frames.append(frame)
-
-        def flush(self) -> None:
-            super().flush()
-            if self._segment:
-                played, self._segment = self._segment, 0.0
-                self.on_playback_finished(playback_position=played, interrupted=False)
-
-        def clear_buffer(self) -> None:
-            if self._segment:
-                played, self._segment = self._segment, 0.0
-                self.on_playback_finished(playback_position=played, interrupted=True)
-
-    return _Output()
 
 
 async def test_agent_session_say_plays_piper_audio(piper, fault_server, http_session):

@@ -56,6 +56,9 @@ class Latents:
     mask: np.ndarray  # [1, 1, frames]
     z: np.ndarray  # valid for frames [0, ready)
     ready: int = 0
+    # Frames per phoneme id, as the duration predictor decided them in this run (they
+    # sum to `frames`); None where the graph has no single Ceil to read them from.
+    durations: np.ndarray | None = None
 
     @property
     def frames(self) -> int:
@@ -67,6 +70,14 @@ class _Cut:
     prior: str  # z_p
     mask: str
     latent: str  # z
+    durations: str | None  # w_ceil: frames per phoneme id
+
+
+def _durations(model: onnx.ModelProto) -> str | None:
+    """The duration predictor's rounded output (`w_ceil`, frames per phoneme id): the
+    graph's one Ceil, as piper's own patch_voice_with_alignment finds it."""
+    ceils = [n.output[0] for n in model.graph.node if n.op_type == "Ceil"]
+    return ceils[0] if len(ceils) == 1 else None
 
 
 def _find_cut(model: onnx.ModelProto) -> _Cut | None:
@@ -85,7 +96,9 @@ def _find_cut(model: onnx.ModelProto) -> _Cut | None:
     if flow_output is None:
         return None
     mask = [i for i in masking.input if i not in flow_output.output]
-    return _Cut(prior=flow.input[0], mask=mask[0], latent=latent) if len(mask) == 1 else None
+    if len(mask) != 1:
+        return None
+    return _Cut(prior=flow.input[0], mask=mask[0], latent=latent, durations=_durations(model))
 
 
 class ChunkedVits:
@@ -111,7 +124,9 @@ class ChunkedVits:
         else:
             cut, extractor = self._cut, Extractor(model)
             graphs = {
-                "prior": extractor.extract_model(GRAPH_INPUTS, [cut.prior, cut.mask]),
+                "prior": extractor.extract_model(
+                    GRAPH_INPUTS, [cut.prior, cut.mask, *([cut.durations] if cut.durations else [])]
+                ),
                 "flow": extractor.extract_model([cut.prior, cut.mask], [cut.latent]),
                 "decoder": extractor.extract_model([cut.latent], [model.graph.output[0].name]),
             }
@@ -158,8 +173,13 @@ class ChunkedVits:
     ) -> Latents:
         """The prior of one sentence (text encoder and durations: all of its frames)."""
         assert self._cut is not None
-        prior, mask = self._run("prior", threads, self.inputs(phoneme_ids, scales))
-        return Latents(prior=prior, mask=mask, z=np.empty_like(prior))
+        prior, mask, *durations = self._run("prior", threads, self.inputs(phoneme_ids, scales))
+        return Latents(
+            prior=prior,
+            mask=mask,
+            z=np.empty_like(prior),
+            durations=durations[0].reshape(-1).astype(np.int64) if durations else None,
+        )
 
     def decode(
         self, latents: Latents, start: int, end: int, threads: int = 1, flow_end: int = 0

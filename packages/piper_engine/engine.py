@@ -8,6 +8,7 @@ run takes a CPU lane, most urgent stream first (tts_common/cpu_lanes.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -123,10 +124,21 @@ class PiperEngine:
     def sample_rate(self) -> int:
         return int(self._parts[0].config.sample_rate)
 
+    def phonemes(self, text: str) -> list[list[str]]:
+        """espeak's phonemes of each sentence it finds in `text`."""
+        return [p for p in self._parts[0].phonemize(text) if p]
+
     def phoneme_ids(self, text: str) -> list[list[int]]:
         """One id sequence per sentence espeak finds in `text`."""
-        voice = self._parts[0]
-        return [voice.phonemes_to_ids(p) for p in voice.phonemize(text) if p]
+        return [self._parts[0].phonemes_to_ids(p) for p in self.phonemes(text)]
+
+    @property
+    def phoneme_id_map(self) -> dict[str, list[int]]:
+        return dict(self._parts[0].config.phoneme_id_map)
+
+    @property
+    def seconds_per_frame(self) -> float:
+        return self._parts[1].hop / self.sample_rate
 
     def scales(self, speed: float) -> Scales:
         config = self._parts[0].config
@@ -138,20 +150,22 @@ class PiperEngine:
         scales: Scales,
         first_chunk: int,
         deadline: Deadline,
+        on_durations: Callable[[np.ndarray | None], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> Generator[np.ndarray, None, None]:
         """One sentence's audio, chunk by chunk, its ONNX runs on a CPU lane.
         piper clips the same way; its per-sentence peak normalisation is left out
-        so every sentence has the same level.
+        so every sentence has the same level. `on_durations` hears the frames per
+        phoneme id the prior chose (None where the graph could not be cut).
 
         Chunks start small and double up to LARGEST_CHUNK_FRAMES; once the
         listener has audio in hand they grow with it (`chunk_plan`), so a stream
         ahead of its listener pays the chunks' context on few, long runs. A run
         uses every free lane only while the listener is short of audio; ahead of
         it, one thread does the same work for less CPU (runs split over two
-        threads cost more). Once `cancel` is set, a turn
-        granted is handed straight back: a stream whose client left does no more
-        work, nor keeps others waiting behind it."""
+        threads cost more). Once `cancel` is set, a turn granted is handed
+        straight back: a stream whose client left does no more work, nor keeps
+        others waiting behind it."""
         _, vits, lanes = self._parts
         rate_frames = self.sample_rate / vits.hop
 
@@ -164,10 +178,14 @@ class PiperEngine:
                 return
             if not vits.streams:
                 audio = np.clip(vits.synthesize(ids, scales, first.lanes), -1.0, 1.0)
+                if on_durations is not None:
+                    on_durations(None)
                 stack.close()  # never hold a lane while a slow reader's backpressure waits
                 yield audio
                 return
             latents = vits.latents(ids, scales, first.lanes)
+            if on_durations is not None:
+                on_durations(latents.durations)
             turn: Turn | None = first
             start, size = 0, first_chunk
             while start < latents.frames:
@@ -195,11 +213,19 @@ class PiperEngine:
                 yield audio
 
     def stream(
-        self, segments: list[str], speed: float
+        self,
+        segments: list[str],
+        speed: float,
+        in_hand_s: float = 0.0,
+        on_sentence: Callable[[list[str], list[int], np.ndarray | None], None] | None = None,
     ) -> Callable[[threading.Event], Generator[np.ndarray, None, None]]:
-        """The audio of `segments` (a text plan), in order, as `Synthesis.chunks`."""
+        """The audio of `segments` (a text plan), in order, as `Synthesis.chunks`.
+        `in_hand_s`: audio the listener has before it needs this (a realtime
+        session's later units); `on_sentence` hears each espeak sentence's
+        phonemes, ids and frames per id."""
         scales = self.scales(speed)
         rate = self.sample_rate
+        voice = self._parts[0]
 
         def chunks(cancel: threading.Event) -> Generator[np.ndarray, None, None]:
             started = time.monotonic()
@@ -208,16 +234,20 @@ class PiperEngine:
             # When this stream's listener would run out of audio: the CPU lanes
             # serve the most urgent stream first.
             def deadline(pending: int) -> float:
-                return started + (produced[0] + pending) / float(rate)
+                return started + in_hand_s + (produced[0] + pending) / float(rate)
 
-            first_chunk = FIRST_CHUNK_FRAMES
+            first_chunk = FIRST_CHUNK_FRAMES if in_hand_s < URGENT_BELOW_S else LATER_FIRST_CHUNK_FRAMES
             for segment in segments:
-                for ids in self.phoneme_ids(segment):
+                for phonemes in self.phonemes(segment):
                     if cancel.is_set():
                         return
+                    ids = voice.phonemes_to_ids(phonemes)
+                    heard = None
+                    if on_sentence is not None:
+                        heard = functools.partial(on_sentence, phonemes, ids)
                     # closing: a stream stopped mid-sentence hands its lane back at once
                     with contextlib.closing(
-                        self.sentence_audio(ids, scales, first_chunk, deadline, cancel)
+                        self.sentence_audio(ids, scales, first_chunk, deadline, heard, cancel)
                     ) as pieces:
                         for audio in pieces:
                             if cancel.is_set():

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Final
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from . import replies
@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 API_KEY_SECRET: Final = "tts_api_key"
 _SCHEMES: Final = ("api-key", "bearer")
+REFUSAL: Final = (
+    "missing or wrong API key: send 'Authorization: Api-Key <key>' or 'Authorization: Bearer <key>'"
+)
 
 
 def api_key(secrets: Mapping[str, str] | None) -> str | None:
@@ -43,20 +46,22 @@ class ApiKeyCheck:
     def __init__(self, key: str | None):
         self._key = key.encode() if key else None
 
-    def refusal(self, request: Request, rid: str) -> Response | None:
-        """None when the request may proceed; otherwise its 401."""
+    def accepts(self, connection: HTTPConnection, rid: str) -> bool:
+        """Whether a request (or a WebSocket's handshake) carries the key, if one is set."""
         if self._key is None:
-            return None
-        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+            return True
+        scheme, _, token = connection.headers.get("authorization", "").strip().partition(" ")
         # Compared in constant time, whatever the scheme, so timing tells nothing.
         matches = hmac.compare_digest(token.strip().encode(), self._key)
         if matches and scheme.lower() in _SCHEMES:
-            return None
+            return True
         logger.info("[%s] refused: %s API key", rid, "wrong" if token else "no")
+        return False
+
+    def refusal(self, request: HTTPConnection, rid: str) -> Response | None:
+        """None when the request may proceed; otherwise its 401."""
+        if self.accepts(request, rid):
+            return None
         return replies.json_error(
-            401,
-            "missing or wrong API key: send 'Authorization: Api-Key <key>' or 'Authorization: Bearer <key>'",
-            rid,
-            field="authorization",
-            headers={"WWW-Authenticate": 'Bearer realm="tts"'},
+            401, REFUSAL, rid, field="authorization", headers={"WWW-Authenticate": 'Bearer realm="tts"'}
         )

@@ -126,7 +126,7 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
-def _errors_from_validation(exc: ValidationError) -> list[dict[str, str]]:
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     errors = []
     for err in exc.errors(include_url=False):
         ctx_error = (err.get("ctx") or {}).get("error")
@@ -181,7 +181,7 @@ def parse_request(body: bytes, model: type[RequestT]) -> RequestT:
         body_errors = [e for e in exc.errors(include_url=False) if e["type"] in _BODY_ERRORS and not e["loc"]]
         if body_errors:
             raise RequestError(400, [{"field": "body", "message": _body_error(body_errors[0])}]) from exc
-        raise RequestError(422, _errors_from_validation(exc)) from exc
+        raise RequestError(422, validation_errors(exc)) from exc
 
 
 _BODY_ERRORS = frozenset({"json_invalid", "json_type", "model_type"})

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from .contract import RequestError
@@ -28,7 +28,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def request_id(request: Request) -> str:
+def request_id(request: HTTPConnection) -> str:
     for header in ("x-baseten-request-id", "x-request-id"):
         value = request.headers.get(header, "")
         if _SAFE_ID.fullmatch(value):

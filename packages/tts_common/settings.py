@@ -121,6 +121,33 @@ class ServingSettings(_Settings):
 
 
 @dataclass(frozen=True)
+class RealtimeSettings(_Settings):
+    """The WebSocket (realtime) sessions' own bounds (`realtime_session.py`); their
+    admission, backpressure, read and stall limits are ServingSettings'."""
+
+    # A socket that has sent no valid session.config this long after it opened is closed.
+    config_timeout_s: float = 10.0
+    # A configured session with nothing in flight that hears nothing this long is closed
+    # (the LiveKit plugin keeps a parked socket alive with an empty input.done every 15 s).
+    idle_timeout_s: float = 30.0
+    # Largest client message (UTF-8 bytes of one text frame).
+    max_message_bytes: int = 1024 * 1024
+    # Text received but not yet synthesized, in characters: input.text beyond it is refused.
+    max_buffered_chars: int = 20000
+    # While the listener has less audio in hand than this, a sentence still arriving is
+    # started at a clause break it already has (a comma, say) instead of waiting for its end.
+    eager_below_s: float = 1.0
+
+    _ENV: ClassVar[dict[str, str]] = {
+        "config_timeout_s": "TTS_WS_CONFIG_TIMEOUT_S",
+        "idle_timeout_s": "TTS_WS_IDLE_TIMEOUT_S",
+        "max_message_bytes": "TTS_WS_MAX_MESSAGE_BYTES",
+        "max_buffered_chars": "TTS_WS_MAX_BUFFERED_CHARS",
+        "eager_below_s": "TTS_WS_EAGER_BELOW_S",
+    }
+
+
+@dataclass(frozen=True)
 class CpuSettings(_Settings):
     """CPU lanes for model work on CPU-only Trusses (`cpu_lanes.py`)."""
 

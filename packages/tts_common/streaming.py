@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Send
 
@@ -89,6 +89,10 @@ class _Backlog:
         self._cancel = cancel
         self._seconds = 0.0
         self._room = threading.Condition()
+
+    @property
+    def seconds(self) -> float:
+        return self._seconds
 
     def add(self, seconds: float) -> None:
         with self._room:
@@ -379,13 +383,13 @@ def _ending(ended: list[Outcome], error: BaseException | None) -> Outcome:
     return Outcome.client_gone  # the connection closed under us
 
 
-def _cap_send_buffer(request: Request, nbytes: int) -> bool:
+def _cap_send_buffer(request: HTTPConnection, nbytes: int) -> bool:
     """Shrink the connection's kernel send buffer, so that what a client has not
     read is bounded by the backlog, not by the kernel's autotuned buffer (up to
     4 MB on Linux: 85 s of 24 kHz PCM). Best effort: it needs the socket, which
-    ASGI does not expose; uvicorn's `receive` is bound to its connection, which
-    holds the transport. Returns whether it applied."""
-    connection = getattr(request.receive, "__self__", None)
+    ASGI does not expose; uvicorn's `receive` (a request's or a WebSocket's) is
+    bound to its connection, which holds the transport. Returns whether it applied."""
+    connection = getattr(getattr(request, "_receive", None), "__self__", None)
     transport = getattr(connection, "transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:

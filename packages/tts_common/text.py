@@ -101,3 +101,67 @@ def plan_segments(text: str, max_chars: int) -> list[str]:
     """The pieces a model synthesizes one at a time, in text order: each
     sentence whole, unless it is longer than max_chars (split_long)."""
     return [part for sentence in split_sentences(text) for part in split_long(sentence, max_chars)]
+
+
+def _complete_end(text: str) -> int:
+    """Where the complete sentences at the start of `text` end: after the
+    whitespace that follows a sentence's end (its abbreviations and decimals kept
+    as split_sentences keeps them), or after a line break; 0 if none is complete."""
+    end = 0
+    block_start = 0
+    for block in re.split(r"(\r?\n)", text):
+        if block in ("\n", "\r\n"):
+            block_start += len(block)
+            end = block_start
+            continue
+        start = 0
+        for match in _SENTENCE_END.finditer(block):
+            last_word = block[start : match.end(1)].rstrip(".!?\u2026\"')]").rsplit(None, 1)
+            word = last_word[-1].lower() if last_word else ""
+            if match.group(1) == "." and (word in _ABBREVIATIONS or len(word) == 1):
+                continue
+            start = match.end()
+            end = block_start + start
+        block_start += len(block)
+    return end
+
+
+class IncrementalText:
+    """Text arriving in pieces (an LLM's tokens) cut into speakable units as soon
+    as the buffer holds one: each complete sentence, planned as `plan_segments`
+    plans the HTTP path's text; and, when `eager` (the listener is about to run
+    out of audio), a sentence still arriving up to the last clause break it
+    already has. Breaks are only ever the text's own: nothing is cut where the
+    text has no punctuation, but a sentence past `max_chars`."""
+
+    def __init__(self, max_chars: int):
+        self.max_chars = max_chars
+        self._pending = ""
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def push(self, text: str) -> None:
+        self._pending += text
+
+    def units(self, eager: bool = False) -> list[str]:
+        """The units now complete, in order; what remains waits for more text."""
+        end = _complete_end(self._pending)
+        units = plan_segments(self._pending[:end], self.max_chars)
+        rest = self._pending[end:]
+        if eager or len(rest) > self.max_chars:
+            breaks = [m.end() for m in _CLAUSE_BREAK.finditer(rest)]
+            if eager and breaks:
+                units += split_long(rest[: breaks[-1]].strip(), self.max_chars)
+                rest = rest[breaks[-1] :]
+            if len(rest) > self.max_chars:
+                *ready, rest = split_long(rest.strip(), self.max_chars)
+                units += ready
+        self._pending = rest
+        return [unit for unit in units if unit]
+
+    def flush(self) -> list[str]:
+        """Everything still buffered, as units (input.done)."""
+        units = plan_segments(self._pending, self.max_chars)
+        self._pending = ""
+        return units

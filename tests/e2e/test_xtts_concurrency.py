@@ -1,4 +1,4 @@
-"""Several XTTS streams at once on one shared model (xtts-streaming/model/stream_state.py):
+"""Several XTTS streams at once on one shared model (packages/xtts_engine/stream_state.py):
 each stream's audio is exactly what it is alone with the same seed, sample for sample.
 
 tests/tools/xtts_concurrency_check.py runs the Truss's adapter in-process (precise comparison,

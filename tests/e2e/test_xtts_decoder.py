@@ -1,4 +1,4 @@
-"""The incremental XTTS streaming decoder (xtts-streaming/model/streaming_decode.py) is the
+"""The incremental XTTS streaming decoder (packages/xtts_engine/streaming_decode.py) is the
 one-shot decode, chunked: proven on the tiny checkpoint (tiny GPT, real XTTS-v2 HiFi-GAN).
 
 tests/tools/xtts_decoder_check.py runs once in the Truss's environment and reports; these tests

@@ -12,7 +12,7 @@ TRUSSES = sorted(p.parent.name for p in REPO.glob("*/config.yaml"))
 
 
 def test_every_truss_is_found():
-    assert {"piper-streaming", "xtts-streaming", "parler-batch"} <= set(TRUSSES)
+    assert {"piper-streaming", "piper-realtime", "xtts-streaming", "parler-batch"} <= set(TRUSSES)
 
 
 @pytest.mark.parametrize("name", TRUSSES)
@@ -46,3 +46,10 @@ def test_gpu_trusses_pin_weights_and_accelerator(name):
 def test_xtts_agrees_to_the_coqui_terms_non_interactively():
     config = TrussConfig.from_yaml(REPO / "xtts-streaming" / "config.yaml")
     assert config.environment_variables["COQUI_TOS_AGREED"] == "1"
+
+
+def test_the_realtime_truss_is_a_websocket_endpoint_over_the_same_environment():
+    realtime = TrussConfig.from_yaml(REPO / "piper-realtime" / "config.yaml")
+    http = TrussConfig.from_yaml(REPO / "piper-streaming" / "config.yaml")
+    assert realtime.runtime.transport.kind == "websocket" and realtime.runtime.is_websocket_endpoint
+    assert realtime.requirements == http.requirements and realtime.resources == http.resources

@@ -110,7 +110,7 @@ def main() -> None:
     bodies = streams()
     report: dict = {"decoders": {}}
     for decoder in ("incremental", "stock"):
-        served._stream_decoder = decoder
+        served.engine.stream_decoder = decoder
         alone = [run_together(served, [b])[0] for b in bodies]
         report["decoders"][decoder] = {
             "alone_chunks": [len(a["chunks"]) for a in alone],
@@ -126,9 +126,11 @@ def main() -> None:
             alone_incremental = alone
 
     # Control: the shared model itself, global RNG (the adapter before per-stream state).
-    served._stream_decoder = "incremental"
-    adapter.stream_view = lambda model, generator: model
-    adapter.stream_generator = lambda device, seed: torch.manual_seed(seed)
+    served.engine.stream_decoder = "incremental"
+    from xtts_engine import engine
+
+    engine.stream_view = lambda model, generator: model
+    engine.stream_generator = lambda device, seed: torch.manual_seed(seed)
     report["shared_model_control"] = compare(alone_incremental[:2], run_together(served, bodies[:2]))
     print(json.dumps(report))
 

@@ -1,4 +1,4 @@
-"""Equivalence check of the incremental XTTS decoder (xtts-streaming/model/streaming_decode.py).
+"""Equivalence check of the incremental XTTS decoder (packages/xtts_engine/streaming_decode.py).
 
 Run with the xtts-streaming environment's python on the tiny checkpoint
 (tests/fixtures/tiny_xtts.py: tiny GPT, real XTTS-v2 HiFi-GAN decoder):
@@ -34,9 +34,8 @@ from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "xtts-streaming" / "model"), str(REPO / "packages")]
-import streaming_decode as sd  # noqa: E402
-
+sys.path[:0] = [str(REPO / "packages")]
+import xtts_engine.streaming_decode as sd  # noqa: E402
 from tts_common.audio import float_to_pcm16  # noqa: E402
 
 TEXT = "Hello world, this is a tiny streaming test."

@@ -6,7 +6,14 @@ import os
 import pytest
 
 from tts_common.cpu_lanes import default_lanes
-from tts_common.settings import CpuSettings, ParlerSettings, PiperSettings, ServingSettings, XttsSettings
+from tts_common.settings import (
+    CpuSettings,
+    ParlerSettings,
+    PiperSettings,
+    RealtimeSettings,
+    ServingSettings,
+    XttsSettings,
+)
 
 
 def test_defaults_without_environment():
@@ -74,3 +81,14 @@ def test_model_settings_read_metadata_and_environment():
 def test_bad_model_settings_name_the_knob(load, name):
     with pytest.raises(ValueError, match=name):
         load()
+
+
+def test_realtime_settings_defaults_match_the_plugins_expectations():
+    settings = RealtimeSettings.from_env({})
+    # livekit-plugins-baseten drops a socket unconfigured after 8 s and configured after 25 s,
+    # "below" the server's 10 s and 30 s, and sends a keepalive every 15 s.
+    assert (settings.config_timeout_s, settings.idle_timeout_s) == (10.0, 30.0)
+    changed = RealtimeSettings.from_env({"TTS_WS_IDLE_TIMEOUT_S": "3", "TTS_WS_MAX_MESSAGE_BYTES": "65536"})
+    assert (changed.idle_timeout_s, changed.max_message_bytes) == (3.0, 65536)
+    with pytest.raises(ValueError, match="TTS_WS_CONFIG_TIMEOUT_S"):
+        RealtimeSettings.from_env({"TTS_WS_CONFIG_TIMEOUT_S": "soon"})

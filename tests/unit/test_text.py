@@ -1,6 +1,6 @@
 """The text plan: sentences spoken whole, split only past the model's limit."""
 
-from tts_common.text import plan_segments, split_long, split_sentences
+from tts_common.text import IncrementalText, plan_segments, split_long, split_sentences
 
 
 def test_sentences_keep_abbreviations_and_decimals():
@@ -66,3 +66,74 @@ def test_plan_keeps_text_order_and_every_word():
     segments = plan_segments(long + " Next.", max_chars=100)
     assert " ".join(segments).split() == (long + " Next.").split()
     assert segments[-1] == "Next."
+
+
+# Incremental text: units as soon as the buffer holds them (the realtime protocol).
+
+PARAGRAPH = (
+    "Dr. Smith paid $3.50 at 5 p.m. today. Was it worth it? Yes! "
+    "When the sun sets, we all go home, and the streets go quiet. The end."
+)
+
+
+def _tokens(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\s*\S+", text)
+
+
+def test_incremental_units_are_the_http_plan_whatever_the_pieces():
+    for pieces in (_tokens(PARAGRAPH), list(PARAGRAPH), [PARAGRAPH]):
+        buffer = IncrementalText(400)
+        units: list[str] = []
+        for piece in pieces:
+            buffer.push(piece)
+            units += buffer.units()
+        units += buffer.flush()
+        assert units == plan_segments(PARAGRAPH, max_chars=400)
+
+
+def test_a_sentence_is_ready_once_the_next_word_starts():
+    buffer = IncrementalText(400)
+    buffer.push("Dr. Smith is here.")
+    assert buffer.units() == []  # "here." may still be "here.com": wait for the space
+    buffer.push(" Next")
+    assert buffer.units() == ["Dr. Smith is here."]
+    assert buffer.flush() == ["Next"]
+
+
+def test_an_abbreviation_does_not_end_a_unit():
+    buffer = IncrementalText(400)
+    buffer.push("Dr. Smith and Mr. ")
+    assert buffer.units() == []
+
+
+def test_a_line_break_ends_a_unit():
+    buffer = IncrementalText(400)
+    buffer.push("A title\nThe body")
+    assert buffer.units() == ["A title"]
+    assert buffer.flush() == ["The body"]
+
+
+def test_eager_starts_at_a_clause_break_the_text_has():
+    buffer = IncrementalText(400)
+    buffer.push("When the sun sets, we all go")
+    assert buffer.units(eager=False) == []
+    assert buffer.units(eager=True) == ["When the sun sets,"]
+    assert buffer.flush() == ["we all go"]
+
+
+def test_eager_never_invents_a_break():
+    buffer = IncrementalText(400)
+    buffer.push("When the sun sets we all go home")
+    assert buffer.units(eager=True) == []
+    buffer.push(",")  # the comma has arrived but not the space after it: maybe "home,town"
+    assert buffer.units(eager=True) == []
+
+
+def test_a_sentence_past_the_limit_is_cut_at_its_own_punctuation_while_it_arrives():
+    buffer = IncrementalText(40)
+    buffer.push("one two three four five six seven, eight nine ten eleven twelve thirteen")
+    units = buffer.units()
+    assert units == ["one two three four five six seven,"]
+    assert all(len(unit) <= 40 for unit in units + buffer.flush())

@@ -1,11 +1,12 @@
 """LiveKit Agents TTS plugin for self-hosted streaming TTS Trusses.
 
 Talks to any Truss that speaks the repository's streaming contract (chunked raw
-PCM over HTTP), served locally with `local_truss` or deployed on Baseten.
+PCM over HTTP) or the realtime Trusses' WebSocket protocol, served locally with
+`local_truss` or deployed on Baseten.
 """
 
 from .models import TTSOptions
-from .tts import TTS, ChunkedStream, SynthesizeStream, predict_url
+from .tts import TTS, ChunkedStream, SynthesizeStream, predict_url, websocket_url
 from .version import __version__
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "ChunkedStream",
     "SynthesizeStream",
     "predict_url",
+    "websocket_url",
     "__version__",
 ]
 

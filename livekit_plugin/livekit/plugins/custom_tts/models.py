@@ -8,13 +8,29 @@ from typing import Any
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 DEFAULT_SAMPLE_RATE = 24000
 
-# Fields the plugin itself sets; `extra` may not override them.
-RESERVED_FIELDS = frozenset({"text", "voice", "speaker", "language", "format", "sample_rate", "description"})
+# Fields the plugin itself sets (in an HTTP request or a WebSocket session.config);
+# `extra` may not override them.
+RESERVED_FIELDS = frozenset(
+    {
+        "text",
+        "voice",
+        "speaker",
+        "language",
+        "format",
+        "sample_rate",
+        "description",
+        "type",
+        "response_format",
+        "stream_audio",
+        "timestamp_type",
+        "timestamp_transport_strategy",
+    }
+)
 
 
 @dataclass
 class TTSOptions:
-    """What every request carries besides the text.
+    """What every request (HTTP) or session.config (WebSocket) carries besides the text.
 
     voice: a voice the model has (None: the model's default).
     language: a language the model supports.
@@ -54,3 +70,24 @@ class TTSOptions:
             body["description"] = self.voice_description
         body.update(self.extra)
         return body
+
+    def session_config(self, *, word_timestamps: bool) -> dict[str, Any]:
+        """The WebSocket `session.config` fields (its `type` aside), as LiveKit's own
+        Baseten plugin sends them, plus the contract's own fields."""
+        config: dict[str, Any] = {
+            "response_format": "pcm",
+            "stream_audio": True,
+            "language": self.language,
+            "sample_rate": self.sample_rate,
+        }
+        if self.voice is not None:
+            config["voice"] = self.voice
+        if self.voice_description is not None:
+            config["description"] = self.voice_description
+        if word_timestamps:
+            # "sync": a unit's word times come in its audio.done, after its audio, so
+            # where that unit starts in the segment is known exactly.
+            config["timestamp_type"] = "word"
+            config["timestamp_transport_strategy"] = "sync"
+        config.update(self.extra)
+        return config

@@ -1,9 +1,13 @@
-"""TTS for self-hosted streaming Trusses: one HTTP POST per utterance, raw PCM back.
+"""TTS for self-hosted streaming Trusses, over HTTP or a WebSocket (by the URL's scheme).
 
-`synthesize()` streams one request's body into the emitter as it arrives.
-`stream()` splits incremental text (LLM tokens) into sentences and pipelines them:
-the next sentence's request starts while the current one is still being received
-and played, with at most `max_inflight_requests` sentences requested at once.
+HTTP (`http(s)://`): one POST per utterance, raw PCM back. `synthesize()` streams one
+request's body into the emitter as it arrives. `stream()` splits incremental text
+(LLM tokens) into sentences and pipelines them: the next sentence's request starts
+while the current one is still being received and played, with at most
+`max_inflight_requests` sentences requested at once.
+
+WebSocket (`ws(s)://`, the realtime Trusses): text goes to the server as it arrives
+and the server chooses the units it speaks; see websocket.py.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -31,8 +35,10 @@ from livekit.agents import (
     utils,
 )
 
-from .log import logger
+from .errors import final
+from .log import logger, unit_started
 from .models import TTSOptions
+from .websocket import FLUSH, WEBSOCKET_PATH, SocketPool, Turn
 
 PREDICT_PATH = "/v1/models/model:predict"
 NUM_CHANNELS = 1
@@ -41,44 +47,30 @@ API_KEY_ENV = "BASETEN_API_KEY"
 MAX_ERROR_BODY = 64 * 1024
 
 
-def predict_url(api_url: str) -> str:
-    """A base URL (`http://localhost:8080`) gets the Truss predict path; a URL that
-    already has a path (a Baseten predict URL) is used as given."""
+def endpoint_url(api_url: str, schemes: tuple[str, str], default_path: str) -> str:
+    """A base URL (`http://localhost:8080`) gets the Truss's `default_path`; a URL that
+    already has a path (a Baseten URL) is used as given."""
     parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"api_url must be an http(s) URL, got {api_url!r}")
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"api_url must be a {schemes[0]}(s) URL, got {api_url!r}")
     if parts.path in ("", "/"):
-        return api_url.rstrip("/") + PREDICT_PATH
+        return api_url.rstrip("/") + default_path
     return api_url
+
+
+def predict_url(api_url: str) -> str:
+    """The predict URL of an `http(s)://` api_url (see endpoint_url)."""
+    return endpoint_url(api_url, ("http", "https"), PREDICT_PATH)
+
+
+def websocket_url(api_url: str) -> str:
+    """The WebSocket URL of a `ws(s)://` api_url (see endpoint_url)."""
+    return endpoint_url(api_url, ("ws", "wss"), WEBSOCKET_PATH)
 
 
 def _snapshot(opts: TTSOptions) -> TTSOptions:
     # A request keeps the options it started with, whatever update_options does later.
     return dataclasses.replace(opts, extra=dict(opts.extra))
-
-
-def _final(err: APIError) -> APIError:
-    """The same error, marked not retryable (audio already reached the listener, or
-    our own retries are spent)."""
-    if not err.retryable:
-        return err
-    new: APIError
-    if isinstance(err, APIStatusError):
-        new = APIStatusError(
-            err.message,
-            status_code=err.status_code,
-            request_id=err.request_id,
-            body=err.body,
-            retryable=False,
-        )
-    elif isinstance(err, APITimeoutError):
-        new = APITimeoutError(err.message, retryable=False)
-    elif isinstance(err, APIConnectionError):
-        new = APIConnectionError(err.message, retryable=False)
-    else:
-        new = APIError(err.message, body=err.body, retryable=False)
-    new.__cause__ = err.__cause__ or err
-    return new
 
 
 class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
@@ -92,31 +84,43 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
         sentence_tokenizer: tokenize.SentenceTokenizer | None = None,
         max_inflight_requests: int = 2,
         model_name: str = "custom-tts",
+        word_timestamps: bool = False,
     ) -> None:
         """
         Args:
             api_url: a base URL (`http://localhost:8080`, the predict path is added)
                 or a full predict URL, e.g. a Baseten
                 `https://model-<id>.api.baseten.co/environments/production/predict`.
+                A `ws://` or `wss://` URL speaks the realtime WebSocket protocol
+                (a base URL gets `/v1/websocket`; a Baseten
+                `wss://model-<id>.api.baseten.co/environments/production/websocket`
+                is used as given).
             api_key: sent as `Authorization: Api-Key <key>`: Baseten's API key, or a
                 self-hosted server's `tts_api_key` secret; defaults to $BASETEN_API_KEY.
             options: voice, language, voice_description, sample_rate, extra fields.
             http_session: an aiohttp session to use; by default the agent job's shared
                 session, or one this TTS owns (closed by `aclose()`) outside a job.
-            sentence_tokenizer: splits `stream()` input into sentences.
+            sentence_tokenizer: splits `stream()` input into sentences (HTTP only:
+                over a WebSocket the server chooses its units).
             max_inflight_requests: how many sentences `stream()` requests at once
-                (the one playing plus those fetched ahead).
+                (the one playing plus those fetched ahead; HTTP only).
             model_name: what `model` reports in metrics.
+            word_timestamps: ask a WebSocket server for word timings and push them
+                as timed transcripts (`capabilities.aligned_transcript`).
         """
         opts = options or TTSOptions()
+        websocket = urlsplit(api_url).scheme in ("ws", "wss")
+        if word_timestamps and not websocket:
+            raise ValueError("word_timestamps needs a ws:// or wss:// api_url (the HTTP contract has none)")
         super().__init__(
-            capabilities=tts.TTSCapabilities(streaming=True),
+            capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=word_timestamps),
             sample_rate=opts.sample_rate,
             num_channels=NUM_CHANNELS,
         )
         if max_inflight_requests < 1:
             raise ValueError("max_inflight_requests must be at least 1")
-        self._url = predict_url(api_url)
+        self._url = websocket_url(api_url) if websocket else predict_url(api_url)
+        self._word_timestamps = word_timestamps
         self._api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if "api.baseten.co" in self._url and not self._api_key:
             raise ValueError(f"a Baseten URL needs an API key: pass api_key or set {API_KEY_ENV}")
@@ -127,6 +131,8 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
         self._max_inflight = max_inflight_requests
         self._model_name = model_name
         self._streams: set[SynthesizeStream] = set()
+        # WebSocket mode: the socket parked between streams.
+        self._pool = SocketPool(self._url, self._auth_headers, self._ensure_session) if websocket else None
 
     @property
     def model(self) -> str:
@@ -194,15 +200,42 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
         for stream in list(self._streams):
             await stream.aclose()
         self._streams.clear()
+        if self._pool is not None:
+            await self._pool.aclose()
         if self._owned_session is not None:
             await self._owned_session.close()
             self._owned_session = None
 
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Api-Key {self._api_key}"} if self._api_key else {}
+
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "audio/pcm"}
-        if self._api_key:
-            headers["Authorization"] = f"Api-Key {self._api_key}"
-        return headers
+        return {"Content-Type": "application/json", "Accept": "audio/pcm", **self._auth_headers()}
+
+    async def _run_websocket(
+        self,
+        stream: ChunkedStream | SynthesizeStream,
+        inputs: AsyncIterator[str | None],
+        emitter: tts.AudioEmitter,
+    ) -> None:
+        assert self._pool is not None
+
+        def on_connected(seconds: float, reused: bool) -> None:
+            # Reported in the framework's TTSMetrics (acquire_time, connection_reused).
+            stream._acquire_time = seconds
+            stream._connection_reused = reused
+
+        turn = Turn(
+            opts=stream._opts,
+            word_timestamps=self._word_timestamps,
+            conn_options=stream._conn_options,
+            inputs=inputs,
+            emitter=emitter,
+            segments=isinstance(stream, SynthesizeStream),
+            mark_started=stream._mark_started if isinstance(stream, SynthesizeStream) else lambda: None,
+            on_connected=on_connected,
+        )
+        await turn.run(self._pool)
 
     async def _fetch(
         self, text: str, opts: TTSOptions, conn_options: APIConnectOptions
@@ -249,10 +282,11 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
                 retryable=received == 0,
             ) from e
         except aiohttp.ClientPayloadError as e:
+            # A body cut before any audio played nothing: safe to ask again.
             raise APIConnectionError(
                 f"audio stream cut short after {received} bytes: the server failed "
                 "mid-stream or the connection dropped",
-                retryable=False,
+                retryable=received == 0,
             ) from e
         except aiohttp.ClientError as e:
             if received:
@@ -308,6 +342,11 @@ def _check_audio_response(resp: aiohttp.ClientResponse, sample_rate: int) -> Non
         )
 
 
+async def _once(text: str) -> AsyncIterator[str | None]:
+    yield text
+    yield FLUSH
+
+
 def _initialize(output_emitter: tts.AudioEmitter, opts: TTSOptions, stream: bool) -> None:
     output_emitter.initialize(
         request_id=utils.shortuuid(),
@@ -328,6 +367,9 @@ class ChunkedStream(tts.ChunkedStream):
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         _initialize(output_emitter, self._opts, stream=False)
+        if self._tts._pool is not None:
+            await self._tts._run_websocket(self, _once(self._input_text), output_emitter)
+            return
         pushed = 0
         try:
             chunks = self._tts._fetch(self._input_text, self._opts, self._conn_options)
@@ -339,7 +381,7 @@ class ChunkedStream(tts.ChunkedStream):
             # The framework retries a ChunkedStream even after partial audio; the
             # listener would hear the start twice. Once audio is out, it is final.
             if pushed:
-                raise _final(e) from e
+                raise final(e) from e
             raise
         # No flush() here: end_input() ends the segment with the real last samples as
         # the final frame, where a flush first would add a 10 ms silent marker.
@@ -379,6 +421,9 @@ class SynthesizeStream(tts.SynthesizeStream):
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         _initialize(output_emitter, self._opts, stream=True)
+        if self._tts._pool is not None:
+            await self._tts._run_websocket(self, self._input_pieces(), output_emitter)
+            return
         # One sentence stream per segment: a segment's sentences are exactly what its
         # stream yields before it closes, so segment ends stay in text order.
         segments: asyncio.Queue[tokenize.SentenceStream | None] = asyncio.Queue()
@@ -417,21 +462,28 @@ class SynthesizeStream(tts.SynthesizeStream):
 
         async def emit() -> None:
             segment_open = False
+            segment_bytes = 0
             while (item := await plan.get()) is not None:
                 if isinstance(item, _EndSegment):
                     if segment_open:
                         output_emitter.end_segment()
                         segment_open = False
+                        segment_bytes = 0
                     continue
                 if not segment_open:
                     output_emitter.start_segment(segment_id=utils.shortuuid())
                     segment_open = True
                 try:
+                    heard = False
                     while (chunk := await item.chunks.get()) is not None:
                         if isinstance(chunk, APIError):
                             # Earlier sentences may already be playing: no replay.
-                            raise _final(chunk)
+                            raise final(chunk)
+                        if not heard:
+                            unit_started(len(item.text.split()), segment_bytes / (2 * self._opts.sample_rate))
+                            heard = True
                         output_emitter.push(chunk)
+                        segment_bytes += len(chunk)
                     # No flush() per sentence: the emitter releases its held-back tail
                     # by itself when playout would otherwise run dry, and a flush right
                     # before end_segment() would append a 10 ms silent marker.
@@ -449,6 +501,10 @@ class SynthesizeStream(tts.SynthesizeStream):
             # Barge-in or failure: cancelling a request task closes its connection.
             pending = [s.task for s in sentences if s.task is not None]
             await utils.aio.cancel_and_wait(*tasks, *pending)
+
+    async def _input_pieces(self) -> AsyncIterator[str | None]:
+        async for data in self._input_ch:
+            yield FLUSH if isinstance(data, self._FlushSentinel) else data
 
     async def _fetch_sentence(self, sentence: _Sentence) -> None:
         """Request one sentence, retrying per conn_options until its first byte."""

@@ -1,0 +1,236 @@
+"""XTTS-v2 as a streaming engine: load the checkpoint, pin every voice's
+conditioning on the device, generate a sentence's audio chunk by chunk on a
+stream's own view of the model."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import soundfile
+import torch
+from TTS.tts.configs.xtts_config import XttsConfig
+from TTS.tts.models.xtts import Xtts
+
+from tts_common.reference_audio import to_mono
+from tts_common.settings import XttsSettings
+from tts_common.speaker_cache import SpeakerCache, content_key
+from tts_common.weights import checkpoint_dir
+from xtts_engine.stream_state import stream_generator, stream_view
+from xtts_engine.streaming_decode import inference_stream_incremental
+
+logger = logging.getLogger(__name__)
+
+Latents = tuple[torch.Tensor, torch.Tensor]  # (gpt_cond_latent, speaker_embedding)
+# The rate Xtts.get_conditioning_latents loads reference audio at.
+XTTS_REFERENCE_RATE = 22050
+
+
+class Sampling(Protocol):
+    """What a request says about generation; None: the checkpoint's config.json value."""
+
+    @property
+    def chunk_size(self) -> int: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_k(self) -> int | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def repetition_penalty(self) -> float | None: ...
+    @property
+    def length_penalty(self) -> float | None: ...
+    @property
+    def speed(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Sampling as the checkpoint configures it, in 20-token chunks."""
+
+    chunk_size: int = 20
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    length_penalty: float | None = None
+    speed: float = 1.0
+
+
+class XttsEngine:
+    def __init__(
+        self,
+        settings: XttsSettings,
+        weights_dir: Path,
+        data_dir: Path,
+        lazy_data: Any = None,
+    ) -> None:
+        self.settings = settings
+        self._weights_dir = weights_dir
+        self._data_dir = data_dir
+        self._lazy_data = lazy_data
+        self._cloned: SpeakerCache[Latents] = SpeakerCache(settings.max_cloned_voices)
+        self._model: Xtts | None = None
+        self.voices: dict[str, Latents] = {}
+        self.default_voice = ""
+        self.languages: list[str] = []
+        self.device = "cpu"
+        self._half = False
+        # "incremental" (default): constant-cost decode (streaming_decode.py); "stock": Xtts.inference_stream.
+        self.stream_decoder = settings.stream_decoder
+
+    @property
+    def model(self) -> Xtts:
+        assert self._model is not None, "load() has not run"
+        return self._model
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.config.model_args.output_sample_rate)
+
+    def char_limit(self, language: str) -> int:
+        limits: dict[str, int] = self.model.tokenizer.char_limits
+        return limits.get(language.split("-")[0], 250)
+
+    def load(self, max_streams: int) -> None:
+        """`max_streams`: how many generations the Truss runs at once."""
+        cuda = torch.cuda.is_available()
+        self.device = "cuda" if cuda else "cpu"
+        if not cuda:
+            logger.warning("CUDA is not available: XTTS runs on the CPU, far slower than on a GPU")
+        use_deepspeed = cuda and self.settings.deepspeed
+        if use_deepspeed and max_streams > 1:
+            # DeepSpeed's inference engine (injected kernels with their own workspace) is not
+            # thread-safe: DeepSpeed-MII itself serializes calls to it.
+            raise ValueError(
+                f"XTTS_DEEPSPEED=1 needs TTS_MAX_STREAMS=1 (got {max_streams}): "
+                "DeepSpeed inference is not safe for concurrent streams"
+            )
+        self._half = cuda and self.settings.half
+        checkpoint = checkpoint_dir("XTTS_MODEL_DIR", self._weights_dir, self._lazy_data)
+        config = XttsConfig()
+        config.load_json(str(checkpoint / "config.json"))
+        model = Xtts(config)
+        model.load_checkpoint(config, checkpoint_dir=str(checkpoint), use_deepspeed=use_deepspeed, eval=True)
+        model.to(self.device)
+        self._model = model
+        self.languages = list(config.languages)
+        logger.info(
+            "XTTS loaded from %s on %s (deepspeed=%s, fp16=%s)",
+            checkpoint,
+            self.device,
+            use_deepspeed,
+            self._half,
+        )
+
+        # Pin every known voice's conditioning on the device, once.
+        with torch.inference_mode():
+            for name, speaker in (model.speaker_manager.speakers if model.speaker_manager else {}).items():
+                self.voices[name] = (
+                    speaker["gpt_cond_latent"].to(self.device),
+                    speaker["speaker_embedding"].to(self.device),
+                )
+            for wav in sorted((self._data_dir / "speakers").glob("*.wav")):
+                samples, rate = soundfile.read(wav, dtype="float32", always_2d=True)
+                self.voices[wav.stem] = self.latents(to_mono(samples, rate, XTTS_REFERENCE_RATE))
+        if not self.voices:
+            raise RuntimeError(
+                "no voices: the checkpoint has no speakers_xtts.pth and data/speakers is empty"
+            )
+        wanted = self.settings.default_voice
+        self.default_voice = wanted if wanted in self.voices else sorted(self.voices)[0]
+        if self.default_voice != wanted:
+            logger.warning("default voice %r not found; using %r", wanted, self.default_voice)
+        logger.info("%d voices pinned on %s; default %r", len(self.voices), self.device, self.default_voice)
+        for _ in self.generate(self.view(0), "Warm up.", "en", self.voices[self.default_voice], Defaults()):
+            pass
+
+    def latents(self, mono: np.ndarray) -> Latents:
+        """Conditioning from a mono reference clip at XTTS_REFERENCE_RATE, as
+        Xtts.get_conditioning_latents computes it (the clip was resampled with
+        soxr, linear-time at any input rate)."""
+        model = self.model
+        load_sr = XTTS_REFERENCE_RATE
+        audio = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
+        audio = audio[:, : load_sr * model.config.max_ref_len].to(self.device)
+        with torch.inference_mode():
+            embedding = model.get_speaker_embedding(audio, load_sr)
+            latent = model.get_gpt_cond_latents(
+                audio, load_sr, length=model.config.gpt_cond_len, chunk_length=model.config.gpt_cond_chunk_len
+            )
+        return latent, embedding
+
+    def cloned(self, raw: bytes, mono: Callable[[], np.ndarray]) -> tuple[Latents, bool]:
+        """A reference clip's conditioning, from the cache when the same bytes came
+        before (True) or computed now (False)."""
+        return self._cloned.get_or_compute(content_key(raw), lambda: self.latents(mono()))
+
+    def generate(
+        self, view: Xtts, text: str, language: str, voice: Latents, opts: Sampling
+    ) -> Iterator[np.ndarray]:
+        """One sentence on `view`, a stream's view (stream_state.stream_view) of the loaded model."""
+        config = view.config
+        autocast = (
+            torch.autocast(device_type="cuda", dtype=torch.float16)
+            if self._half
+            else contextlib.nullcontext()
+        )
+        stream = (
+            view.inference_stream
+            if self.stream_decoder == "stock"
+            else partial(inference_stream_incremental, view)
+        )
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        with torch.inference_mode(), autocast:
+            for chunk in stream(
+                text,
+                language,
+                voice[0],
+                voice[1],
+                stream_chunk_size=opts.chunk_size,
+                temperature=pick(opts.temperature, config.temperature),
+                length_penalty=pick(opts.length_penalty, config.length_penalty),
+                repetition_penalty=pick(opts.repetition_penalty, config.repetition_penalty),
+                top_k=pick(opts.top_k, config.top_k),
+                top_p=pick(opts.top_p, config.top_p),
+                speed=opts.speed,
+                enable_text_splitting=False,  # we split: one sentence per call
+            ):
+                yield chunk.float().cpu().numpy()
+
+    def view(self, seed: int | None) -> Xtts:
+        """A stream's own prefix and sampler RNG over the shared weights: streams run at once."""
+        return stream_view(self.model, stream_generator(self.device, seed))
+
+    def stream(
+        self,
+        segments: list[str],
+        language: str,
+        voice: Callable[[], Latents],
+        opts: Sampling,
+        seed: int | None,
+    ) -> Callable[[threading.Event], Generator[np.ndarray, None, None]]:
+        """The audio of `segments` (a text plan), in order, as `Synthesis.chunks`;
+        `voice` runs on the worker (cloning a reference clip is model work)."""
+
+        def chunks(cancel: threading.Event) -> Generator[np.ndarray, None, None]:
+            latents = voice()
+            view = self.view(seed)
+            for segment in segments:
+                for chunk in self.generate(view, segment, language, latents, opts):
+                    if cancel.is_set():
+                        return
+                    yield chunk
+
+        return chunks

@@ -1,0 +1,110 @@
+"""xtts-realtime served by truss's real server on the tiny random XTTS-v2 checkpoint
+(tests/fixtures/tiny_xtts.py), spoken to with a raw WebSocket client: its own
+config fields, voice.list, voice.add cloning (pinned, usable at once), what it
+refuses, and two turns on one socket. The protocol's shared behaviour (timeouts,
+limits, barge-in) is piper-realtime's tests' (test_piper_realtime.py)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from audio_checks import tone, wav_b64
+from conftest import REPO
+from realtime_client import event, push_words, send, session, turn
+
+CONFIG = {
+    "type": "session.config",
+    "voice": "Tiny Speaker A",
+    "task_type": "Base",
+    "language": "Auto",
+    "speed": 1.0,
+    "response_format": "pcm",
+    "stream_audio": True,
+    "seed": 7,
+}
+JOE = base64.b64encode((REPO / "xtts-streaming/data/speakers/joe.wav").read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def realtime(serve, xtts_checkpoint):
+    return serve(
+        "xtts-realtime",
+        extra_env={
+            "XTTS_MODEL_DIR": str(xtts_checkpoint),
+            "TTS_QUEUE_TIMEOUT_S": "300",  # a loaded 2-core machine is slow even on the tiny model
+        },
+    )
+
+
+def test_voice_list_has_the_checkpoints_speakers(realtime):
+    with session(realtime) as ws:
+        send(ws, type="voice.list")
+        listed = event(ws)
+        assert listed["type"] == "voice.list" and "Tiny Speaker A" in listed["voices"]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"voice": "bob"}, "voice"),
+        ({"language": "xx"}, "language"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"top_k": "5"}, "top_k"),
+        ({"timestamp_type": "word"}, "timestamp_type"),  # XTTS has no honest word times
+        ({"instructions": "cheerful"}, "instructions"),  # a qwen3 field XTTS has not
+    ],
+)
+def test_a_bad_config_is_an_error_naming_the_field(realtime, change, field):
+    with session(realtime) as ws:
+        send(ws, **{**CONFIG, **change})
+        error = event(ws)
+        assert error["type"] == "error" and error["field"] == field, error
+
+
+def test_two_turns_on_one_socket(realtime):
+    with session(realtime) as ws:
+        send(ws, **CONFIG)
+        for text in ("Hello world, this is a test.", "And a second turn."):
+            push_words(ws, text)
+            send(ws, type="input.done")
+            units, done = turn(ws, timeout=240)
+            assert done["sentences"] == len(units) >= 1
+            assert all(u.start["sample_rate"] == 24000 and u.seconds > 0 for u in units)
+            assert all(u.done is not None and "timestamp_info" not in u.done for u in units)
+            assert " ".join(u.start["text"] for u in units) == text
+
+
+def test_voice_add_pins_a_clone_usable_at_once(realtime):
+    with session(realtime) as ws:
+        send(ws, type="voice.add", name="joe", audio_data=JOE, audio_format="wav", consent="user_consent")
+        added = event(ws, timeout=120)
+        assert added == {"type": "voice.add", "success": True, "voice": {"name": "joe"}}
+        send(ws, type="voice.list")
+        assert event(ws)["uploaded_voices"] == ["joe"]
+        send(ws, **{**CONFIG, "voice": "joe"})
+        send(ws, type="input.text", text="Spoken in the cloned voice.")
+        send(ws, type="input.done")
+        units, _ = turn(ws, timeout=240)
+        assert units and units[0].seconds > 0
+    with session(realtime) as ws:  # pinned for the replica, not the socket
+        send(ws, type="voice.list")
+        assert "joe" in event(ws)["uploaded_voices"]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"audio_data": "not base64!"}, "audio_data"),
+        ({"audio_data": wav_b64(tone(0.3), 16000)}, "audio_data"),  # under a second
+        ({"audio_format": "mp3"}, "audio_format"),
+        ({"name": "Tiny Speaker A"}, "name"),  # a built-in voice
+        ({"name": ""}, "name"),
+        ({"speaker": "x"}, "speaker"),
+    ],
+)
+def test_voice_add_refuses_what_it_cannot_clone(realtime, change, field):
+    with session(realtime) as ws:
+        send(ws, **{"type": "voice.add", "name": "clip", "audio_data": JOE, "audio_format": "wav", **change})
+        error = event(ws, timeout=60)
+        assert error["type"] == "error" and error["field"] == field, error
