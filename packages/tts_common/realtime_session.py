@@ -65,7 +65,7 @@ from .realtime_protocol import (
     parse_message,
 )
 from .settings import RealtimeSettings, ServingSettings
-from .slots import Busy, ClientGone, SlotGate
+from .slots import Busy, ClientGone, LoadCheck, SlotGate
 from .streaming import POLL_S, _Backlog, _cap_send_buffer
 from .text import IncrementalText
 
@@ -123,13 +123,19 @@ class RealtimeService:
         model_name: str,
         key: str | None = None,
         control: Mapping[str, ControlHandler] | None = None,
+        behind: Callable[[], float] | None = None,
     ):
+        """`behind`: for a model that measures its load (piper's CPU lanes), units
+        are admitted by that load (`slots.LoadCheck`), as over HTTP."""
         self.model = model
         self.serving = serving
         self.realtime = realtime
         self.metrics = ModelMetrics(model_name)
         self.control = dict(control or {})
-        self.gate = SlotGate(serving.max_streams, serving.queue_timeout_s)
+        load = None
+        if behind is not None:
+            load = LoadCheck(behind, serving.admit_behind_s, serving.overload_wait_s)
+        self.gate = SlotGate(serving.max_streams, serving.queue_timeout_s, load)
         self._auth = ApiKeyCheck(key)
         self.stalled_workers = 0
 
@@ -139,6 +145,7 @@ class RealtimeService:
         truss_kwargs: Mapping[str, Any],
         model: RealtimeModel,
         control: Mapping[str, ControlHandler] | None = None,
+        behind: Callable[[], float] | None = None,
     ) -> RealtimeService:
         return cls(
             model,
@@ -147,6 +154,7 @@ class RealtimeService:
             truss_kwargs["config"]["model_name"],
             api_key(truss_kwargs.get("secrets")),
             control,
+            behind,
         )
 
     def healthy(self) -> bool:

@@ -65,7 +65,10 @@ class Model:
     def __init__(self, **kwargs: Any) -> None:
         settings = PiperSettings.load(kwargs["config"].get("model_metadata") or {})
         self._engine = PiperEngine(settings, CpuSettings.from_env())
-        self._realtime = RealtimeService.for_truss(kwargs, PiperRealtime(self._engine))
+        # units admitted by CPU load, as piper-streaming's requests
+        self._realtime = RealtimeService.for_truss(
+            kwargs, PiperRealtime(self._engine), behind=self._engine.behind_s
+        )
 
     def load(self) -> None:
         self._engine.load()
