@@ -10,8 +10,8 @@ A new stream's deadline is "now", so its first chunk goes ahead of work for
 streams that are ahead of their playback. A turn asked while lanes are idle may
 take several, so a lone stream runs its model on every core.
 
-`behind_s()` is how long the most overdue waiting turn has waited past the
-moment its stream needed it: zero while the lanes keep up, growing once a
+`behind_s()` is how late the most overdue waiting turn will be served, past
+the moment its stream needed it: zero while the lanes keep up, growing once a
 listener (or a new stream's first audio) waits for CPU. Admission reads it
 (`tts_common/slots.py`): the measure of overload is work that is late, not a
 count of streams.
@@ -28,6 +28,9 @@ import time
 from collections.abc import Iterator
 
 from .settings import CpuSettings
+
+# Weight of the latest turn in the smoothed time a turn is held.
+HELD_SMOOTHING = 0.2
 
 
 def default_lanes(settings: CpuSettings | None = None) -> int:
@@ -54,6 +57,7 @@ class CpuLanes:
         # (deadline, order, granted, asked at)
         self._waiting: list[tuple[float, int, threading.Event, float]] = []
         self._order = itertools.count()  # equal deadlines: first come, first served
+        self._held_s = 0.05  # how long a turn is held, smoothed over recent turns
 
     @contextlib.contextmanager
     def turn(self, deadline: float, most: int = 1) -> Iterator[Turn]:
@@ -72,20 +76,29 @@ class CpuLanes:
                 self._grant()
         if granted is not None:
             granted.wait()
+        started = time.monotonic()
         try:
             yield held
         finally:
             with self._lock:
                 self._busy -= held.lanes
+                self._held_s += HELD_SMOOTHING * (time.monotonic() - started - self._held_s)
                 self._grant()
 
     def behind_s(self) -> float:
-        """Seconds the most overdue waiting turn has waited beyond its deadline:
-        a turn is overdue from its deadline or from when it asked, whichever is
-        later (a stream that fell behind once is not counted late forever)."""
+        """Seconds the most overdue waiting turn will have waited beyond its
+        deadline by the time a lane is likely to reach it: turns are served
+        earliest deadline first, `lanes` at a time, each for about as long as
+        recent turns were held. A turn is overdue from its deadline or from when
+        it asked, whichever is later (a stream that fell behind once is not late
+        forever). Projecting the queue, not only the time already waited, lets a
+        burst of new streams count as late before each has waited."""
         with self._lock:
-            now = time.monotonic()
-            return max([0.0, *(now - max(w[0], w[3]) for w in self._waiting)])
+            now, late = time.monotonic(), 0.0
+            for place, (deadline, _, _, asked) in enumerate(sorted(self._waiting)):
+                reached = now + (place // self.lanes) * self._held_s
+                late = max(late, reached - max(deadline, asked))
+            return late
 
     def _shrink(self, turn: Turn) -> None:
         with self._lock:

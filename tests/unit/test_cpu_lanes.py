@@ -203,3 +203,34 @@ def test_behind_is_how_long_an_overdue_turn_has_waited():
     for thread in [*threads, ahead, overdue]:
         thread.join(5)
     assert lanes.behind_s() == 0.0
+
+
+def test_a_queue_of_new_streams_counts_as_behind_before_any_has_waited():
+    lanes = CpuLanes(1)
+    lanes._held_s = 0.1  # turns have been held 0.1 s lately
+    release = threading.Event()
+
+    def holder():
+        with lanes.turn(0.0):
+            release.wait(5)
+
+    def waiter(deadline: float):
+        with lanes.turn(deadline):
+            pass
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    while lanes._busy < 1:
+        time.sleep(0.005)
+    now = time.monotonic()
+    for _ in range(5):  # five new streams: each needs its first chunk now
+        threads.append(threading.Thread(target=waiter, args=(now,)))
+        threads[-1].start()
+    while len(lanes._waiting) < 5:
+        time.sleep(0.005)
+    # the fifth is reached after four turns of about 0.1 s on the one lane
+    assert lanes.behind_s() >= 0.4
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert lanes.behind_s() == 0.0
