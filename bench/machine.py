@@ -29,3 +29,21 @@ def cached_env(env: Path, *pip_args: str) -> Path:
         subprocess.run([*pip, *pip_args], check=True)
         (env / ".complete").write_text("ok\n")
     return env / "bin" / "python"
+
+
+def measure_in_truss(truss: str, script: str, *args: str) -> Any:
+    """Run `script --measure *args` with a Truss's own environment (its model code
+    and libraries, in a process of its own); its last line of output, as JSON."""
+    import json
+
+    repo = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(repo))
+    from local_truss.server import truss_python
+
+    out = subprocess.run(
+        [str(truss_python(repo / truss)), script, "--measure", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])

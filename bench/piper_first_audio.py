@@ -14,7 +14,6 @@ Runs in the piper-streaming Truss's environment (a subprocess), with its model c
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,16 +77,10 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.rounds)))
         return
-    sys.path.insert(0, str(REPO))
-    from local_truss.server import truss_python
+    sys.path.insert(0, str(REPO / "bench"))
+    from machine import measure_in_truss
 
-    out = subprocess.run(
-        [str(truss_python(REPO / "piper-streaming")), __file__, "--measure", "--rounds", str(args.rounds)],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result = measure_in_truss("piper-streaming", __file__, "--rounds", str(args.rounds))
     (REPO / "bench" / "results" / "piper_first_audio.json").write_text(json.dumps(result, indent=2))
     print(
         f"\nCPU time on one core, p50 / p95 over {result['rounds']} rounds "

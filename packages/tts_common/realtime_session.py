@@ -65,7 +65,7 @@ from .realtime_protocol import (
     parse_message,
 )
 from .settings import RealtimeSettings, ServingSettings
-from .slots import Busy, ClientGone, LoadCheck, SlotGate
+from .slots import Busy, ClientGone, SlotGate
 from .streaming import POLL_S, _Backlog, _cap_send_buffer
 from .text import IncrementalText
 
@@ -132,10 +132,7 @@ class RealtimeService:
         self.realtime = realtime
         self.metrics = ModelMetrics(model_name)
         self.control = dict(control or {})
-        load = None
-        if behind is not None:
-            load = LoadCheck(behind, serving.admit_behind_s, serving.overload_wait_s)
-        self.gate = SlotGate(serving.max_streams, serving.queue_timeout_s, load)
+        self.gate = SlotGate.serving(serving, behind)
         self._auth = ApiKeyCheck(key)
         self.stalled_workers = 0
 

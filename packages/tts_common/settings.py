@@ -102,9 +102,9 @@ class ServingSettings(_Settings):
     # Largest request body (enough for an 8 MB reference clip in base64 plus text).
     max_body_bytes: int = 12 * 1024 * 1024
     # Admission by load, for a model that measures it (piper's CPU lanes): a new
-    # request starts at once unless a stream's CPU work has waited more than this
-    # past its listener's need; then it waits up to `overload_wait_s` for the
-    # model to catch up, and is refused (503, Retry-After) after that.
+    # request starts at once unless some stream's CPU work is due to be served more
+    # than this past its listener's need; then it waits up to `overload_wait_s`
+    # for the model to catch up, and is refused (503, Retry-After) after that.
     admit_behind_s: float = 0.25
     overload_wait_s: float = 1.0
 

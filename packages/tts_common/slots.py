@@ -2,8 +2,8 @@
 replica; a request waits a bounded time for a slot, then is refused as busy, and
 leaves the queue at once if its client goes away while it waits.
 
-A model that can say how far its work is behind (piper: `CpuLanes.behind_s`, the
-longest a waiting CPU turn has been overdue) is admitted by load instead: a
+A model that can say how far its work is behind (piper: `CpuLanes.behind_s`, how
+late the most overdue waiting CPU turn will be served) is admitted by load instead: a
 request starts at once while the model keeps up, whatever the count of streams;
 while the model is more than `limit_s` behind, it waits up to `wait_s` for it to
 catch up and is then refused (503, Retry-After) rather than make every stream
@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+
+from .settings import ServingSettings
 
 # How often a waiting request checks whether its client is still there.
 GONE_POLL_S = 0.25
@@ -56,6 +58,15 @@ class SlotGate:
         self.timeout_s = timeout_s
         self.load = load
         self._semaphore: asyncio.Semaphore | None = None
+
+    @classmethod
+    def serving(cls, settings: ServingSettings, behind: Callable[[], float] | None = None) -> SlotGate:
+        """A streaming Truss's gate: `TTS_MAX_STREAMS` slots, and admission by
+        load when the model measures how far `behind` it is."""
+        load = None
+        if behind is not None:
+            load = LoadCheck(behind, settings.admit_behind_s, settings.overload_wait_s)
+        return cls(settings.max_streams, settings.queue_timeout_s, load)
 
     async def _wait_for_load(self, gone: Callable[[], Awaitable[bool]] | None) -> None:
         load = self.load

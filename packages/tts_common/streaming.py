@@ -41,7 +41,7 @@ from .auth import ApiKeyCheck, api_key
 from .contract import AudioFormat, RequestError, StreamRequest, check_body_size, content_type, parse_request
 from .metrics import ModelMetrics, Outcome, outcome_of
 from .settings import ServingSettings
-from .slots import LoadCheck, SlotGate
+from .slots import SlotGate
 
 logger = logging.getLogger(__name__)
 
@@ -168,12 +168,7 @@ class AudioStreamer:
         self.settings = settings
         self.metrics = ModelMetrics(model_name)
         self._auth = ApiKeyCheck(key)
-        load = (
-            LoadCheck(behind, settings.admit_behind_s, settings.overload_wait_s)
-            if behind is not None
-            else None
-        )
-        self._gate = SlotGate(settings.max_streams, settings.queue_timeout_s, load)
+        self._gate = SlotGate.serving(settings, behind)
         self._stalled_workers = 0  # abandoned syntheses still running (event loop only)
 
     @classmethod

@@ -169,68 +169,61 @@ def test_a_holder_of_every_lane_shares_them_once_others_wait():
     assert lanes._busy == 0
 
 
+class OneLaneHeld:
+    """A lane held until `release()`, and turns that wait for it."""
+
+    def __init__(self, lanes: CpuLanes):
+        self.lanes = lanes
+        self._release = threading.Event()
+        self.threads = [threading.Thread(target=self._hold)]
+        self.threads[0].start()
+        while lanes._busy < 1:
+            time.sleep(0.005)
+
+    def _hold(self) -> None:
+        with self.lanes.turn(0.0):
+            self._release.wait(5)
+
+    def wait_for_lane(self, deadline: float) -> None:
+        def waiter() -> None:
+            with self.lanes.turn(deadline):
+                pass
+
+        waiting = len(self.lanes._waiting)
+        self.threads.append(threading.Thread(target=waiter))
+        self.threads[-1].start()
+        while len(self.lanes._waiting) <= waiting:
+            time.sleep(0.005)
+
+    def release(self) -> None:
+        self._release.set()
+        for thread in self.threads:
+            thread.join(5)
+
+
 def test_behind_is_how_long_an_overdue_turn_has_waited():
     lanes = CpuLanes(1)
-    release = threading.Event()
-
-    def holder():
-        with lanes.turn(0.0):
-            release.wait(5)
-
-    def waiter(deadline: float):
-        with lanes.turn(deadline):
-            pass
-
-    threads = [threading.Thread(target=holder)]
-    threads[0].start()
-    while lanes._busy < 1:
-        time.sleep(0.005)
+    held = OneLaneHeld(lanes)
     assert lanes.behind_s() == 0.0  # busy, but nobody waits
-    ahead = threading.Thread(target=waiter, args=(time.monotonic() + 10,))
-    ahead.start()
-    while len(lanes._waiting) < 1:
-        time.sleep(0.005)
+    held.wait_for_lane(time.monotonic() + 10)
     time.sleep(0.1)
     assert lanes.behind_s() == 0.0  # a waiting stream that is ahead of its listener is not late
     # a stream whose listener ran dry long ago counts from when it asked, not from its deadline
-    overdue = threading.Thread(target=waiter, args=(time.monotonic() - 100,))
-    overdue.start()
-    while len(lanes._waiting) < 2:
-        time.sleep(0.005)
+    held.wait_for_lane(time.monotonic() - 100)
     time.sleep(0.2)
     assert 0.2 <= lanes.behind_s() < 50
-    release.set()
-    for thread in [*threads, ahead, overdue]:
-        thread.join(5)
+    held.release()
     assert lanes.behind_s() == 0.0
 
 
 def test_a_queue_of_new_streams_counts_as_behind_before_any_has_waited():
     lanes = CpuLanes(1)
     lanes._held_s = 0.1  # turns have been held 0.1 s lately
-    release = threading.Event()
-
-    def holder():
-        with lanes.turn(0.0):
-            release.wait(5)
-
-    def waiter(deadline: float):
-        with lanes.turn(deadline):
-            pass
-
-    threads = [threading.Thread(target=holder)]
-    threads[0].start()
-    while lanes._busy < 1:
-        time.sleep(0.005)
+    held = OneLaneHeld(lanes)
     now = time.monotonic()
     for _ in range(5):  # five new streams: each needs its first chunk now
-        threads.append(threading.Thread(target=waiter, args=(now,)))
-        threads[-1].start()
-    while len(lanes._waiting) < 5:
-        time.sleep(0.005)
+        held.wait_for_lane(now)
     # the fifth is reached after four turns of about 0.1 s on the one lane
     assert lanes.behind_s() >= 0.4
-    release.set()
-    for thread in threads:
-        thread.join(5)
+    held.release()
     assert lanes.behind_s() == 0.0
