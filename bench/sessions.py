@@ -18,6 +18,10 @@ passes when every turn succeeded, first audio p95 <= 300 ms and nothing stalled.
 Each level is bounded (--level-limit-s: turns not done by then count as
 errors), so the whole run stays within about 10 minutes on 2 cores.
 
+After the levels, fairness: four real-time players stream 5000 characters each
+while a fifth client asks for one short reply, --fairness-repeats times, 1 s
+apart: the fifth's first audio p50 / p95 (target: within 300 ms).
+
     .venv/bin/python bench/sessions.py [--levels 4 8 12 16 20 24] [--target piper|xtts]
 
 Writes bench/results/sessions[_xtts].json and .png (first audio p95 and stalls
@@ -56,6 +60,9 @@ STALL_TOLERANCE_S = 0.01
 FIRST_AUDIO_BUDGET_S = 0.3
 REQUEST_TIMEOUT_S = 30.0
 READ_BYTES = 4096
+# Fairness: four long streams and a fifth client's short requests, this far apart.
+FAIRNESS_LONG_TEXT = ("The quick brown fox jumps over the lazy dog, and keeps on running. " * 80)[:5000]
+FAIRNESS_GAP_S = 1.0
 # Agent replies are 1 to 3 of these, drawn per turn (seeded).
 SENTENCES = [
     "Sure, I can help you with that.",
@@ -228,9 +235,45 @@ def run_level(target: Target, sessions: int, seed: int, limit_s: float) -> dict:
     }
 
 
-def run_target(target: Target, levels: list[int], seed: int, limit_s: float) -> dict:
+def fairness(target: Target, repeats: int) -> dict:
+    """Four real-time players streaming 5000 characters each while a fifth client
+    asks for one short reply, `repeats` times: the fifth's first audio."""
+    long_s = 4.0 + repeats * FAIRNESS_GAP_S * 2
+    stop_at = time.perf_counter() + long_s
+    longs: list[Turn] = []
+
+    def long_stream() -> None:
+        with requests.Session() as http:
+            longs.append(play_turn(http, target, FAIRNESS_LONG_TEXT, stop_at))
+
+    threads = [threading.Thread(target=long_stream, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3.0)  # the four are streaming
+    short: list[Turn] = []
+    with requests.Session() as http:
+        for _ in range(repeats):
+            if time.perf_counter() > stop_at - FAIRNESS_GAP_S:
+                break
+            short.append(play_turn(http, target, SENTENCES[1], stop_at))
+            time.sleep(FAIRNESS_GAP_S)
+    for thread in threads:
+        thread.join(max(0.0, stop_at + 10.0 - time.perf_counter()))
+    ok = [t.first_audio_s * 1000 for t in short if t.error is None and t.first_audio_s is not None]
+    return {
+        "short_first_audio_ms": summary(ok) if ok else None,
+        "short_errors": sum(1 for t in short if t.error is not None),
+        "short_requests": len(short),
+        # the long streams end cut at the time limit: that is not counted
+        "long_stalled": sum(1 for t in longs if t.stalls),
+        "long_errors": sum(1 for t in longs if t.error not in (None, "level time limit")),
+    }
+
+
+def run_target(target: Target, levels: list[int], seed: int, limit_s: float, fairness_repeats: int) -> dict:
     with requests.Session() as http:  # warm-up
         play_turn(http, target, SENTENCES[0])
+
     rows = []
     for level in levels:
         row = run_level(target, level, seed + level, limit_s)
@@ -243,8 +286,10 @@ def run_target(target: Target, levels: list[int], seed: int, limit_s: float) -> 
             file=sys.stderr,
         )
         time.sleep(2)  # let the server go idle between levels
+    # last: piper.http_server goes on synthesizing a long text whose client left
+    fair = fairness(target, fairness_repeats) if fairness_repeats else None
     passing = [r["sessions"] for r in rows if r["passed"]]
-    return {"levels": rows, "largest_passing": max(passing) if passing else 0}
+    return {"levels": rows, "largest_passing": max(passing) if passing else 0, "fairness": fair}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -296,6 +341,9 @@ def main() -> None:
     parser.add_argument("--target", choices=["piper", "xtts"], default="piper")
     parser.add_argument("--level-limit-s", type=float, default=45.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--fairness-repeats", type=int, default=10, help="short requests beside four long streams (0: skip)"
+    )
     parser.add_argument("--port", type=int, default=8191)
     args = parser.parse_args()
 
@@ -323,12 +371,16 @@ def main() -> None:
         )
         with server:
             target = Target("xtts-streaming (tiny, CPU)", server.predict_url, 2 * 24000)
-            results["targets"][target.name] = run_target(target, args.levels, args.seed, args.level_limit_s)
+            results["targets"][target.name] = run_target(
+                target, args.levels, args.seed, args.level_limit_s, args.fairness_repeats
+            )
         stem = "sessions_xtts"
     else:
         with LocalTrussServer(REPO / "piper-streaming", port=args.port, log_path=log) as server:
             target = Target("piper-streaming", server.predict_url, 2 * 24000)
-            results["targets"][target.name] = run_target(target, args.levels, args.seed, args.level_limit_s)
+            results["targets"][target.name] = run_target(
+                target, args.levels, args.seed, args.level_limit_s, args.fairness_repeats
+            )
         http_server = start_piper_http_server(args.port + 1)
         try:
             target = Target(
@@ -337,7 +389,9 @@ def main() -> None:
                 2 * 22050,
                 header_bytes=44,
             )
-            results["targets"][target.name] = run_target(target, args.levels, args.seed, args.level_limit_s)
+            results["targets"][target.name] = run_target(
+                target, args.levels, args.seed, args.level_limit_s, args.fairness_repeats
+            )
         finally:
             http_server.kill()
             http_server.wait()
@@ -366,6 +420,15 @@ def main() -> None:
             )
     for name, result in results["targets"].items():
         print(f"{name}: largest passing level {result['largest_passing']} sessions")
+        fair = result["fairness"]
+        if fair and fair["short_first_audio_ms"]:
+            f = fair["short_first_audio_ms"]
+            print(
+                f"{name}: beside four 5000-character streams, a short request's first audio "
+                f"{f['p50']:.0f} / {f['p95']:.0f} / {f['max']:.0f} ms (p50 / p95 / max of "
+                f"{fair['short_requests']}, {fair['short_errors']} errors); long streams stalled: "
+                f"{fair['long_stalled']} of 4"
+            )
     print(f"\nraw results: {out.relative_to(REPO)}; plot: bench/results/{stem}.png")
 
 

@@ -108,6 +108,16 @@ def main() -> None:
                     f"of {top['turns']} turns",
                 )
             )
+            fair = result.get("fairness")
+            if fair and fair["short_first_audio_ms"]:
+                rows.append(
+                    (
+                        "  beside four 5000-character streams: a short request's first audio",
+                        f"{fair['short_first_audio_ms']['p50']:.0f} / "
+                        f"{fair['short_first_audio_ms']['p95']:.0f} ms",
+                        "target within 300 ms",
+                    )
+                )
     wer = load("piper_intelligibility")
     if wer:
         w = wer["wer"]
