@@ -66,7 +66,7 @@ from .realtime_protocol import (
 )
 from .settings import RealtimeSettings, ServingSettings
 from .slots import Busy, ClientGone, SlotGate
-from .streaming import POLL_S, _Backlog, _cap_send_buffer
+from .streaming import POLL_S, Backlog, cap_send_buffer
 from .text import IncrementalText
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class _Session:
         self.out: asyncio.Queue[_Out] = asyncio.Queue()
         self.queued_chars = 0  # text in queued units, not yet handed to the model
         self.cancel = threading.Event()  # the whole session stops
-        self.backlog = _Backlog(service.serving.max_ahead_s, self.cancel)
+        self.backlog = Backlog(service.serving.max_ahead_s, self.cancel)
         self.playback_end = 0.0  # when the listener runs out of audio sent so far
         self.working = False  # the producer is on a unit
         self.sending = False
@@ -229,9 +229,10 @@ class _Session:
 
     async def run(self) -> None:
         logger.info("[%s] realtime session opened", self.rid)
-        # As over HTTP: what a client has not read stays near the backlog (a quarter of
-        # it at 24 kHz, doubled by Linux), not the kernel's autotuned megabytes.
-        if not _cap_send_buffer(self.ws, max(16384, int(48000 * self.service.serving.max_ahead_s / 4))):
+        # As over HTTP: what a client has not read stays near the backlog, not the
+        # kernel's autotuned megabytes; sized at 24 kHz PCM, the default rate, since
+        # a session's rate may change between turns.
+        if not cap_send_buffer(self.ws, 48000, self.service.serving.max_ahead_s):
             logger.debug("[%s] could not cap the socket's send buffer", self.rid)
         tasks = {
             asyncio.create_task(self._read(), name=f"ws-read-{self.rid[:8]}"),

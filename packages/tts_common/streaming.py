@@ -80,7 +80,7 @@ _FAILED = object()  # the worker raised; the log has the traceback
 _Item = _Audio | object
 
 
-class _Backlog:
+class Backlog:
     """Seconds of audio queued in the server that the connection has not taken
     yet. The worker waits for room before asking the model for more."""
 
@@ -228,7 +228,7 @@ class AudioStreamer:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         cancel = threading.Event()
-        backlog = _Backlog(self.settings.max_ahead_s, cancel)
+        backlog = Backlog(self.settings.max_ahead_s, cancel)
         worker = _Worker()
         encoder = StreamEncoder(synthesis.model_rate, req.output_rate, req.format)
         released = False
@@ -287,10 +287,8 @@ class AudioStreamer:
                 worker.in_model_since = None
                 loop.call_soon_threadsafe(worker_done)
 
-        # Linux doubles the value asked for: the kernel then holds about half a
-        # backlog more, so a client is at most about 1.5 backlogs behind.
         bytes_per_s = req.output_rate * (1 if req.format is AudioFormat.mulaw else 2)
-        if not _cap_send_buffer(request, max(16384, int(bytes_per_s * self.settings.max_ahead_s / 4))):
+        if not cap_send_buffer(request, bytes_per_s, self.settings.max_ahead_s):
             logger.debug("[%s] could not cap the socket's send buffer", rid)
         threading.Thread(target=work, name=f"tts-stream-{rid[:8]}", daemon=True).start()
 
@@ -378,12 +376,15 @@ def _ending(ended: list[Outcome], error: BaseException | None) -> Outcome:
     return Outcome.client_gone  # the connection closed under us
 
 
-def _cap_send_buffer(request: HTTPConnection, nbytes: int) -> bool:
-    """Shrink the connection's kernel send buffer, so that what a client has not
-    read is bounded by the backlog, not by the kernel's autotuned buffer (up to
-    4 MB on Linux: 85 s of 24 kHz PCM). Best effort: it needs the socket, which
-    ASGI does not expose; uvicorn's `receive` (a request's or a WebSocket's) is
-    bound to its connection, which holds the transport. Returns whether it applied."""
+def cap_send_buffer(request: HTTPConnection, bytes_per_s: int, backlog_s: float) -> bool:
+    """Shrink the connection's kernel send buffer to a quarter of a backlog of
+    `backlog_s` seconds at `bytes_per_s` (Linux doubles the value asked for: the
+    kernel then holds about half a backlog more, so a client is at most about 1.5
+    backlogs behind), instead of the kernel's autotuned buffer (up to 4 MB on
+    Linux: 85 s of 24 kHz PCM). Best effort: it needs the socket, which ASGI does
+    not expose; uvicorn's `receive` (a request's or a WebSocket's) is bound to its
+    connection, which holds the transport. Returns whether it applied."""
+    nbytes = max(16384, int(bytes_per_s * backlog_s / 4))
     connection = getattr(getattr(request, "_receive", None), "__self__", None)
     transport = getattr(connection, "transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
