@@ -8,14 +8,14 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import soundfile
 import torch
+from pydantic import AliasChoices, BaseModel, Field
 from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
 
@@ -33,36 +33,21 @@ Latents = tuple[torch.Tensor, torch.Tensor]  # (gpt_cond_latent, speaker_embeddi
 XTTS_REFERENCE_RATE = 22050
 
 
-class Sampling(Protocol):
-    """What a request says about generation; None: the checkpoint's config.json value."""
+class Sampling(BaseModel):
+    """XTTS's generation fields, shared by the HTTP request and the realtime
+    session config (one place for their bounds); None: the checkpoint's
+    config.json value."""
 
-    @property
-    def chunk_size(self) -> int: ...
-    @property
-    def temperature(self) -> float | None: ...
-    @property
-    def top_k(self) -> int | None: ...
-    @property
-    def top_p(self) -> float | None: ...
-    @property
-    def repetition_penalty(self) -> float | None: ...
-    @property
-    def length_penalty(self) -> float | None: ...
-    @property
-    def speed(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """Sampling as the checkpoint configures it, in 20-token chunks."""
-
-    chunk_size: int = 20
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float | None = None
-    length_penalty: float | None = None
-    speed: float = 1.0
+    chunk_size: int = Field(
+        default=20, ge=5, le=400, validation_alias=AliasChoices("chunk_size", "stream_chunk_size")
+    )
+    temperature: float | None = Field(default=None, gt=0.0, le=2.0)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, ge=1.0, le=50.0)
+    length_penalty: float | None = Field(default=None, ge=-10.0, le=10.0)
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
 
 
 class XttsEngine:
@@ -150,7 +135,7 @@ class XttsEngine:
         if self.default_voice != wanted:
             logger.warning("default voice %r not found; using %r", wanted, self.default_voice)
         logger.info("%d voices pinned on %s; default %r", len(self.voices), self.device, self.default_voice)
-        for _ in self.generate(self.view(0), "Warm up.", "en", self.voices[self.default_voice], Defaults()):
+        for _ in self.generate(self.view(0), "Warm up.", "en", self.voices[self.default_voice], Sampling()):
             pass
 
     def latents(self, mono: np.ndarray) -> Latents:

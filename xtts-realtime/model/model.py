@@ -21,23 +21,14 @@ from tts_common.realtime_protocol import ProtocolError, SessionConfig, VoiceAdde
 from tts_common.realtime_session import RealtimeService, Utterance
 from tts_common.reference_audio import decode_reference_wav
 from tts_common.settings import XttsSettings
-from xtts_engine.engine import XTTS_REFERENCE_RATE, XttsEngine
+from xtts_engine.engine import XTTS_REFERENCE_RATE, Sampling, XttsEngine
 
 # "Auto" (LiveKit's plugin's default) cannot be detected by XTTS: it speaks this.
 AUTO_LANGUAGE = "en"
 
 
-class XttsSessionConfig(SessionConfig):
-    """XTTS fields; sampling fields left out use the checkpoint's config.json values."""
-
-    speed: float = Field(default=1.0, ge=0.5, le=2.0)
-    chunk_size: int = Field(default=20, ge=5, le=400)
-    temperature: float | None = Field(default=None, gt=0.0, le=2.0)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repetition_penalty: float | None = Field(default=None, ge=1.0, le=50.0)
-    length_penalty: float | None = Field(default=None, ge=-10.0, le=10.0)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+class XttsSessionConfig(Sampling, SessionConfig):
+    """The shared session fields and XTTS's sampling fields (their bounds are the HTTP request's)."""
 
 
 class VoiceAdd(BaseModel):

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, StrictStr
+from pydantic import StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,25 +19,15 @@ from tts_common.reference_audio import decode_reference_wav
 from tts_common.settings import XttsSettings
 from tts_common.streaming import AudioStreamer, Synthesis
 from tts_common.text import plan_segments
-from xtts_engine.engine import XTTS_REFERENCE_RATE, Latents, XttsEngine
+from xtts_engine.engine import XTTS_REFERENCE_RATE, Latents, Sampling, XttsEngine
 
 logger = logging.getLogger(__name__)
 
 
-class XttsRequest(StreamRequest):
-    """XTTS fields; sampling fields left out use the checkpoint's config.json values."""
+class XttsRequest(Sampling, StreamRequest):
+    """The contract's fields, XTTS's sampling fields and a reference clip."""
 
     speaker_wav: StrictStr | None = None  # base64 WAV, 1 to 30 s, for cloning
-    chunk_size: int = Field(
-        default=20, ge=5, le=400, validation_alias=AliasChoices("chunk_size", "stream_chunk_size")
-    )
-    temperature: float | None = Field(default=None, gt=0.0, le=2.0)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repetition_penalty: float | None = Field(default=None, ge=1.0, le=50.0)
-    length_penalty: float | None = Field(default=None, ge=-10.0, le=10.0)
-    speed: float = Field(default=1.0, ge=0.5, le=2.0)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
 
 
 class Model:
