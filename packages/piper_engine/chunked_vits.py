@@ -1,23 +1,34 @@
-"""Piper's VITS voice cut in three, so it streams within a sentence.
+"""Piper's VITS voice cut into stages, so it streams within a sentence.
 
 A piper voice is one ONNX graph: the text encoder and duration predictor (the
 "prior") turn phoneme ids into prior latents `z_p`, one frame per 256 samples;
-the flow turns `z_p` into `z`; a HiFi-GAN style decoder turns `z` into audio.
-Piper runs it whole, once per sentence. Flow and decoder are convolutions along
-time, so we cut the graph at their inputs and run them chunk by chunk: the first
-audio costs the prior plus a few frames of flow and decoder, and no single run
-is long enough to hold up other streams for long (cpu_lanes.py schedules runs).
+the flow (four coupling layers) turns `z_p` into `z`; a HiFi-GAN style decoder
+(three upsampling stages) turns `z` into audio. Piper runs it whole, once per
+sentence. Flow and decoder are convolutions along time, so we cut the graph at
+the prior's outputs, between the flow's coupling layers and between the
+decoder's upsampling stages, and run every stage after the prior chunk by chunk:
+the first audio costs the prior plus a few frames of each stage, and no single
+run is long enough to hold up other streams for long (cpu_lanes.py schedules
+runs).
 
-Each chunk is computed with neighbouring frames as context, at least the stage's
-receptive field (measured by perturbation: flow 32 frames each side, decoder
-11), and cropped, so the chunks joined are the one-shot graph's output up to
-float rounding (tests/piper_decoder_check.py proves it).
+Each stage keeps its output for the next (a sentence's `Latents`), so a stage
+recomputes only its own receptive field at a chunk's edges, at its own rate.
+Most of the decoder's 12-frame receptive field is in its first stage, the
+cheapest per frame; its last stages, where most of its work is, need a frame
+or less. Cut only at the flow's input and the decoder's input, the same chunks
+recomputed the flow's 33 and the decoder's 12 frames on each side at full cost.
+
+A stage's context (its receptive field plus one position, in its input's
+positions) is measured by perturbation when the voice loads, so the chunks
+joined are the one-shot graph's output up to float rounding for any voice the
+graph can be cut for (tests/tools/piper_decoder_check.py checks it).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -29,15 +40,18 @@ logger = logging.getLogger(__name__)
 GRAPH_INPUTS = ["input", "input_lengths", "scales"]
 # Where piper's export (node names follow the PyTorch modules) is cut: the
 # flow's first node takes `z_p`; the decoder's first node takes `z`, computed
-# by a Mul of the flow's output with the frame mask.
+# by a Mul of the flow's output with the frame mask. Within each, the outputs of
+# the flow's coupling layers and the inputs of the decoder's upsampling layers
+# after the first bound the stages.
 FLOW_PREFIX = "/flow/"
+COUPLING_OUTPUT = re.compile(r"/flow/flows\.(\d+)/Concat")
 DECODER_ENTRY_NODE = "/dec/conv_pre/Conv"
-# Context either side of a chunk: receptive field plus one frame.
-FLOW_CONTEXT_FRAMES = 33
-DECODER_CONTEXT_FRAMES = 12
+UPSAMPLING = re.compile(r"/dec/ups\.(\d+)/ConvTranspose")
 # After its first run the flow runs ahead of the decoder by at least this many
-# frames at a time, so its 2 x 33 frames of context are paid less often.
+# frames at a time, so its stages' context is paid less often.
 FLOW_MIN_RUN_FRAMES = 96
+# Positions a stage is measured over when the voice loads (its input's units).
+MEASURE_POSITIONS = 96
 
 
 def session_options(threads: int) -> onnxruntime.SessionOptions:
@@ -49,16 +63,55 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
 
 
 @dataclass
+class _Stage:
+    """One cut of the graph: `source` to `target` (tensor names)."""
+
+    name: str
+    source: str
+    target: str
+    masked: bool  # a flow stage: takes the frame mask beside its input
+    ratio: int = 1  # target positions per source position
+    context: int = 0  # source positions needed either side of a window
+
+
+@dataclass
+class _Buffer:
+    """A stage boundary's values known so far: positions [offset, ready)."""
+
+    data: np.ndarray  # [1, channels, positions]
+    offset: int = 0
+
+    @property
+    def ready(self) -> int:
+        return self.offset + int(self.data.shape[2])
+
+    def window(self, lo: int, hi: int) -> np.ndarray:
+        assert self.offset <= lo and hi <= self.ready, (lo, hi, self.offset, self.ready)
+        return np.ascontiguousarray(self.data[:, :, lo - self.offset : hi - self.offset])
+
+    def append(self, values: np.ndarray) -> None:
+        self.data = np.concatenate([self.data, values], axis=2) if self.data.shape[2] else values
+
+    def drop_before(self, position: int) -> None:
+        """Forget what no later window reaches back to (memory stays bounded)."""
+        cut = min(max(0, position - self.offset), int(self.data.shape[2]))
+        if cut:
+            self.data = self.data[:, :, cut:]
+            self.offset += cut
+
+
+@dataclass
 class Latents:
-    """One sentence in flight: its prior, and the flow's output so far."""
+    """One sentence in flight: its prior, and each stage's output so far."""
 
     prior: np.ndarray  # z_p, [1, channels, frames]
     mask: np.ndarray  # [1, 1, frames]
-    z: np.ndarray  # valid for frames [0, ready)
-    ready: int = 0
     # Frames per phoneme id, as the duration predictor decided them in this run (they
     # sum to `frames`); None where the graph has no single Ceil to read them from.
     durations: np.ndarray | None = None
+    # the boundaries after the prior (the last one, audio, is handed out, not kept)
+    buffers: list[_Buffer] = field(default_factory=list)
+    audio_ready: int = 0  # samples handed out
 
     @property
     def frames(self) -> int:
@@ -71,6 +124,8 @@ class _Cut:
     mask: str
     latent: str  # z
     durations: str | None  # w_ceil: frames per phoneme id
+    flow: tuple[str, ...]  # z_p, the coupling layers' outputs, z
+    decoder: tuple[str, ...]  # z, the upsampling stages' inputs, audio
 
 
 def _durations(model: onnx.ModelProto) -> str | None:
@@ -98,11 +153,25 @@ def _find_cut(model: onnx.ModelProto) -> _Cut | None:
     mask = [i for i in masking.input if i not in flow_output.output]
     if len(mask) != 1:
         return None
-    return _Cut(prior=flow.input[0], mask=mask[0], latent=latent, durations=_durations(model))
+    # The reverse flow runs its layers from the highest index down; the last
+    # coupling layer's output is masked into `z`, so it is not a cut of its own.
+    couplings = sorted(
+        (int(m.group(1)), n.output[0]) for n in nodes if (m := COUPLING_OUTPUT.fullmatch(n.name))
+    )
+    inner_flow = [name for _, name in reversed(couplings)][:-1]
+    upsamplings = sorted((int(m.group(1)), n.input[0]) for n in nodes if (m := UPSAMPLING.fullmatch(n.name)))
+    return _Cut(
+        prior=flow.input[0],
+        mask=mask[0],
+        latent=latent,
+        durations=_durations(model),
+        flow=(flow.input[0], *inner_flow, latent),
+        decoder=(latent, *[name for i, name in upsamplings if i > 0], model.graph.output[0].name),
+    )
 
 
 class ChunkedVits:
-    """Runs a piper ONNX voice as prior, then flow and decoder chunk by chunk.
+    """Runs a piper ONNX voice as prior, then flow and decoder stages chunk by chunk.
 
     Sessions are built for 1 to `max_threads` intra-op threads (onnxruntime fixes
     a session's thread count), so each run can use as many cores as the caller
@@ -113,11 +182,10 @@ class ChunkedVits:
     def __init__(self, model_path: str, hop: int, max_threads: int = 1):
         self.hop = hop
         self.max_threads = max(1, max_threads)
-        self.flow_context = FLOW_CONTEXT_FRAMES
-        self.decoder_context = DECODER_CONTEXT_FRAMES
         self.flow_min_frames = FLOW_MIN_RUN_FRAMES
         model = onnx.load(model_path)
         self._cut = _find_cut(model)
+        self.stages: list[_Stage] = []
         if self._cut is None:
             logger.warning("%s: no flow/decoder cut found; streaming whole sentences", model_path)
             graphs = {"full": model}
@@ -126,10 +194,14 @@ class ChunkedVits:
             graphs = {
                 "prior": extractor.extract_model(
                     GRAPH_INPUTS, [cut.prior, cut.mask, *([cut.durations] if cut.durations else [])]
-                ),
-                "flow": extractor.extract_model([cut.prior, cut.mask], [cut.latent]),
-                "decoder": extractor.extract_model([cut.latent], [model.graph.output[0].name]),
+                )
             }
+            for part, bounds in (("flow", cut.flow), ("decoder", cut.decoder)):
+                for i, (source, target) in enumerate(zip(bounds, bounds[1:], strict=False)):
+                    stage = _Stage(f"{part}.{i}", source, target, masked=part == "flow")
+                    inputs = [source, cut.mask] if stage.masked else [source]
+                    graphs[stage.name] = extractor.extract_model(inputs, [target])
+                    self.stages.append(stage)
         self._sessions = {
             (name, threads): onnxruntime.InferenceSession(
                 graph.SerializeToString(),
@@ -139,12 +211,52 @@ class ChunkedVits:
             for name, graph in graphs.items()
             for threads in range(1, self.max_threads + 1)
         }
+        if self.stages:
+            self._measure_stages()
 
     def _run(self, name: str, threads: int, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         outputs: list[np.ndarray] = self._sessions[name, min(max(1, threads), self.max_threads)].run(
             None, feed
         )
         return outputs
+
+    def _run_stage(self, stage: _Stage, source: np.ndarray, mask: np.ndarray, threads: int) -> np.ndarray:
+        feed = {stage.source: source}
+        if stage.masked:
+            feed[self._mask_name] = mask
+        out = self._run(stage.name, threads, feed)[0]
+        # the decoder's output is [1, 1, samples]; every boundary is [1, channels, positions]
+        return out.reshape(1, -1, out.shape[-1])
+
+    @property
+    def _mask_name(self) -> str:
+        assert self._cut is not None
+        return self._cut.mask
+
+    def _measure_stages(self) -> None:
+        """Each stage's rate ratio and receptive field, by perturbation: nudge the
+        middle position of a random input and see how far the output changes."""
+        rng = np.random.default_rng(0)
+        channels = int(self.latents([1, 2, 3], (0.0, 1.0, 0.0)).prior.shape[1])
+        for stage in self.stages:
+            n = MEASURE_POSITIONS
+            x = rng.standard_normal((1, channels, n)).astype(np.float32)
+            mask = np.ones((1, 1, n), dtype=np.float32)
+            base = self._run_stage(stage, x, mask, 1)
+            stage.ratio = int(base.shape[2]) // n
+            k = n // 2
+            nudged = x.copy()
+            nudged[:, :, k] += 1.0
+            diff = np.abs(self._run_stage(stage, nudged, mask, 1) - base).max(axis=1).reshape(-1)
+            changed = np.flatnonzero(diff > 1e-6 * max(1.0, float(np.abs(base).max())))
+            left = k - int(changed.min()) // stage.ratio
+            right = -(-(int(changed.max()) + 1) // stage.ratio) - 1 - k
+            stage.context = max(left, right) + 1
+            channels = int(base.shape[1])
+        logger.info(
+            "VITS stages (ratio, context): %s",
+            ", ".join(f"{s.name} ({s.ratio}, {s.context})" for s in self.stages),
+        )
 
     @property
     def streams(self) -> bool:
@@ -177,40 +289,57 @@ class ChunkedVits:
         return Latents(
             prior=prior,
             mask=mask,
-            z=np.empty_like(prior),
             durations=durations[0].reshape(-1).astype(np.int64) if durations else None,
+            buffers=[_Buffer(np.empty((1, 0, 0), dtype=np.float32)) for _ in self.stages[:-1]],
         )
+
+    @property
+    def _flow_stages(self) -> int:
+        return sum(s.masked for s in self.stages)
 
     def decode(
         self, latents: Latents, start: int, end: int, threads: int = 1, flow_end: int = 0
     ) -> np.ndarray:
-        """Audio of frames [start, end): the flow run as far as the decoder needs
-        (from where it stopped), then the decoder, each with its context. When the
-        flow has to run, it runs on to at least `flow_end`: a caller ahead of its
-        listener pays the flow's context once for many frames."""
-        cut, frames = self._cut, latents.frames
-        assert cut is not None, "this voice's graph could not be cut: use synthesize()"
-        need = min(frames, end + self.decoder_context)
-        if need > latents.ready:
-            # the first run only as far as the first chunk needs: it is on the
-            # way to the first audio
-            ahead = (
-                need
-                if latents.ready == 0
-                else min(frames, max(need, flow_end, latents.ready + self.flow_min_frames))
-            )
-            lo = max(0, latents.ready - self.flow_context)
-            hi = min(frames, ahead + self.flow_context)
-            z = self._run(
-                "flow",
-                threads,
-                {
-                    cut.prior: np.ascontiguousarray(latents.prior[:, :, lo:hi]),
-                    cut.mask: np.ascontiguousarray(latents.mask[:, :, lo:hi]),
-                },
-            )[0]
-            latents.z[:, :, latents.ready : ahead] = z[:, :, latents.ready - lo : ahead - lo]
-            latents.ready = ahead
-        lo, hi = max(0, start - self.decoder_context), need
-        audio = self._run("decoder", threads, {cut.latent: np.ascontiguousarray(latents.z[:, :, lo:hi])})[0]
-        return audio.reshape(-1)[(start - lo) * self.hop : (end - lo) * self.hop]
+        """Audio of frames [start, end), `start` where the last call ended: each
+        stage run as far as the next needs (from where it stopped), with its
+        context. When the flow has to run, it runs on to at least `flow_end`: a
+        caller ahead of its listener pays the flow's context once for many frames."""
+        assert self._cut is not None, "this voice's graph could not be cut: use synthesize()"
+        assert start * self.hop == latents.audio_ready, "chunks are decoded in order"
+        frames, stages = latents.frames, self.stages
+        # positions per frame at each boundary: z_p, ..., audio
+        scale = [1]
+        for stage in stages:
+            scale.append(scale[-1] * stage.ratio)
+        assert scale[-1] == self.hop, (scale, self.hop)
+        ready = [frames] + [b.ready for b in latents.buffers] + [latents.audio_ready]
+        # How far each boundary must go, from the audio back to z_p.
+        need = [0] * (len(stages) + 1)
+        need[-1] = end * self.hop
+        for k in range(len(stages) - 1, -1, -1):
+            need[k] = min(frames * scale[k], -(-need[k + 1] // stages[k].ratio) + stages[k].context)
+            if k == self._flow_stages and need[k] > ready[k]:
+                # z: the first run only as far as the first chunk needs (it is on
+                # the way to the first audio); later ones well beyond it
+                ahead = need[k] if ready[k] == 0 else max(flow_end, ready[k] + self.flow_min_frames)
+                need[k] = min(frames, max(need[k], ahead))
+        sources = [None, *latents.buffers]
+        audio = np.empty(0, dtype=np.float32)
+        for k, stage in enumerate(stages):
+            if need[k + 1] <= ready[k + 1]:
+                continue
+            lo = max(0, ready[k + 1] // stage.ratio - stage.context)
+            hi = need[k]
+            source = sources[k]
+            window = latents.prior[:, :, lo:hi] if source is None else source.window(lo, hi)
+            mask = np.ascontiguousarray(latents.mask[:, :, lo:hi]) if stage.masked else latents.mask
+            out = self._run_stage(stage, np.ascontiguousarray(window), mask, threads)
+            fresh = out[:, :, ready[k + 1] - lo * stage.ratio : need[k + 1] - lo * stage.ratio]
+            if k + 1 < len(stages):
+                latents.buffers[k].append(fresh)
+            else:
+                audio = fresh.reshape(-1)
+                latents.audio_ready = need[k + 1]
+            if source is not None:
+                source.drop_before(need[k + 1] // stage.ratio - stage.context)
+        return audio

@@ -1,8 +1,8 @@
 """The piper voice as a streaming engine: text in, float32 audio chunks out.
 
 piper's own class does the text side (espeak phonemes, ids); the ONNX graph runs
-cut in three so flow and decoder stream inside a sentence (chunked_vits.py); each
-run takes a CPU lane, most urgent stream first (tts_common/cpu_lanes.py).
+cut into stages so flow and decoder stream inside a sentence (chunked_vits.py);
+each run takes a CPU lane, most urgent stream first (tts_common/cpu_lanes.py).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 MAX_SENTENCE_CHARS = 400
 # Chunks, in latent frames (256 samples, 11.6 ms each): a small first chunk so
 # audio starts early, then doubling up to LARGEST. First audio costs the prior
-# of the whole sentence, then the flow over FIRST + 12 + 33 frames and the
-# decoder over FIRST + 12 (their context). 20 frames (232 ms of audio) give the
+# of the whole sentence, then each flow and decoder stage over the first chunk
+# and its context (chunked_vits.py). 20 frames (232 ms of audio) give the
 # second chunk time to follow at 4 streams on 2 cores: with 12 frames, first
 # audio came 9 ms sooner alone but 6 to 7 streams in 20 stalled at 4 streams
 # (bench/piper_streaming.py, same machine, idle). Every chunk is one ONNX run that another
@@ -46,11 +46,10 @@ LARGEST_CHUNK_FRAMES = 64
 SMALLEST_LAST_CHUNK_FRAMES = 40
 # Ahead of its listener, a chunk may cover this share of the audio in hand, up to
 # AHEAD_LARGEST_CHUNK_FRAMES (3 s: a run of about 0.3 s on one core; longer runs
-# cost no less per frame). Fewer, longer runs pay the flow's 2 x 33 and the
-# decoder's 2 x 12 context frames less often: with 64-frame chunks throughout, a
-# stream alone cost about 1.3 times the CPU of piper's one-shot graph per audio
-# second (bench/piper_cpu_cost.py). Half the audio in hand keeps a run short
-# next to the time its listener can wait, even with a few streams queued per lane.
+# cost no less per frame). Fewer, longer runs pay the stages' context less often
+# and run larger, more efficient convolutions (bench/piper_cpu_cost.py). Half the
+# audio in hand keeps a run short next to the time its listener can wait, even
+# with a few streams queued per lane.
 AHEAD_SHARE = 1 / 2
 # The doubling schedule goes past LARGEST_CHUNK_FRAMES while a chunk is at most this
 # many times the audio in hand (its run then takes a fraction of that time).

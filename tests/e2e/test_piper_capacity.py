@@ -101,7 +101,7 @@ def test_true_overload_is_refused_quickly_with_retry_after(piper_one_lane):
         status, _, _, first = first_audio(url, {"text": " ".join([SHORT] * 3)})
         burst.append((status, first))
 
-    threads = [threading.Thread(target=new_stream) for _ in range(12)]
+    threads = [threading.Thread(target=new_stream) for _ in range(20)]
     for thread in threads:
         thread.start()
     time.sleep(0.4)  # the burst's first turns now wait on the one lane

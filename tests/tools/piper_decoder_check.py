@@ -52,9 +52,8 @@ def main() -> None:
     )
     report = {
         "streams": vits.streams,
+        "stages": [{"name": s.name, "ratio": s.ratio, "context": s.context} for s in vits.stages],
         "constants": {
-            "flow_context": vits.flow_context,
-            "decoder_context": vits.decoder_context,
             "first": FIRST_CHUNK_FRAMES,
             "later_first": LATER_FIRST_CHUNK_FRAMES,
             "largest": LARGEST_CHUNK_FRAMES,
@@ -126,33 +125,38 @@ def main() -> None:
             )
         # Too little context must show: the margins are what make the chunks exact.
         plan = planned(frames, FIRST_CHUNK_FRAMES)[0]
-        for stage in ("flow_context", "decoder_context"):
-            kept = getattr(vits, stage)
-            setattr(vits, stage, 2)
-            case[f"{stage}_2_snr_db"] = snr_db(graph, np.concatenate(chunked(ids, plan)))
-            setattr(vits, stage, kept)
+        for part in ("flow", "decoder"):
+            kept = [s.context for s in vits.stages]
+            for stage in vits.stages:
+                if stage.name.startswith(part):
+                    stage.context = 1
+            case[f"{part}_context_1_snr_db"] = snr_db(graph, np.concatenate(chunked(ids, plan)))
+            for stage, context in zip(vits.stages, kept, strict=True):
+                stage.context = context
         report["cases"].append(case)
 
-    # Receptive fields by perturbation: nudge one frame mid-sentence and see how
-    # far (in frames) the stage's output changes.
+    # Receptive fields by perturbation, on a real sentence's values at each cut
+    # (the engine measured its contexts on random values when it loaded): nudge
+    # one position mid-sentence and see how far (in the stage's input positions)
+    # its output changes.
     ids = ids_of(TEXTS["sentence"])
     latents = vits.latents(ids, DETERMINISTIC)
-    k = latents.frames // 2
-
-    def reach(run, x: np.ndarray, change_per_frame) -> dict[str, int]:
-        nudged = x.copy()
+    values, fields = latents.prior, {}
+    for stage in vits.stages:
+        mask = np.ones((1, 1, values.shape[2]), dtype=np.float32)
+        base = vits._run_stage(stage, values, mask, 1)
+        k = values.shape[2] // 2
+        nudged = values.copy()
         nudged[:, :, k] += 1.0
-        changed = np.flatnonzero(change_per_frame(np.abs(run(nudged) - run(x))) > 1e-7)
-        return {"left": int(k - changed.min()), "right": int(changed.max() - k)}
-
-    cut = vits._cut
-    flow = lambda zp: vits._run("flow", 1, {cut.prior: zp, cut.mask: latents.mask})[0]  # noqa: E731
-    decoder = lambda zz: vits._run("decoder", 1, {cut.latent: zz})[0].reshape(-1)  # noqa: E731
-    report["receptive_field_frames"] = {
-        # flow output [1, channels, frames]; decoder output `hop` samples a frame
-        "flow": reach(flow, latents.prior, lambda d: d.max(axis=1).reshape(-1)),
-        "decoder": reach(decoder, flow(latents.prior), lambda d: d.reshape(-1, vits.hop).max(axis=1)),
-    }
+        diff = np.abs(vits._run_stage(stage, nudged, mask, 1) - base).max(axis=1).reshape(-1)
+        changed = np.flatnonzero(diff > 1e-7)
+        fields[stage.name] = {
+            "ratio": int(base.shape[2] // values.shape[2]),
+            "left": int(k - changed.min() // stage.ratio),
+            "right": int(-(-(changed.max() + 1) // stage.ratio) - 1 - k),
+        }
+        values = base
+    report["receptive_fields"] = fields
     print(json.dumps(report))
 
 
