@@ -313,33 +313,38 @@ class ChunkedVits:
             scale.append(scale[-1] * stage.ratio)
         assert scale[-1] == self.hop, (scale, self.hop)
         ready = [frames] + [b.ready for b in latents.buffers] + [latents.audio_ready]
-        # How far each boundary must go, from the audio back to z_p.
-        need = [0] * (len(stages) + 1)
-        need[-1] = end * self.hop
+
+        def window_end(k: int, target: int) -> int:
+            """How far stage k's input must reach for its output to reach `target`."""
+            return min(frames * scale[k], -(-target // stages[k].ratio) + stages[k].context)
+
+        # How far each boundary is to be known, from the audio back to z_p.
+        target = [0] * (len(stages) + 1)
+        target[-1] = end * self.hop
         for k in range(len(stages) - 1, -1, -1):
-            need[k] = min(frames * scale[k], -(-need[k + 1] // stages[k].ratio) + stages[k].context)
-            if k == self._flow_stages and need[k] > ready[k]:
+            target[k] = window_end(k, target[k + 1])
+            if k == self._flow_stages and target[k] > ready[k]:
                 # z: the first run only as far as the first chunk needs (it is on
                 # the way to the first audio); later ones well beyond it
-                ahead = need[k] if ready[k] == 0 else max(flow_end, ready[k] + self.flow_min_frames)
-                need[k] = min(frames, max(need[k], ahead))
+                ahead = target[k] if ready[k] == 0 else max(flow_end, ready[k] + self.flow_min_frames)
+                target[k] = min(frames, max(target[k], ahead))
         sources = [None, *latents.buffers]
         audio = np.empty(0, dtype=np.float32)
         for k, stage in enumerate(stages):
-            if need[k + 1] <= ready[k + 1]:
+            if target[k + 1] <= ready[k + 1]:
                 continue
             lo = max(0, ready[k + 1] // stage.ratio - stage.context)
-            hi = need[k]
+            hi = window_end(k, target[k + 1])
             source = sources[k]
             window = latents.prior[:, :, lo:hi] if source is None else source.window(lo, hi)
-            mask = np.ascontiguousarray(latents.mask[:, :, lo:hi]) if stage.masked else latents.mask
-            out = self._run_stage(stage, np.ascontiguousarray(window), mask, threads)
-            fresh = out[:, :, ready[k + 1] - lo * stage.ratio : need[k + 1] - lo * stage.ratio]
+            mask = latents.mask[:, :, lo:hi] if stage.masked else latents.mask
+            out = self._run_stage(stage, np.ascontiguousarray(window), np.ascontiguousarray(mask), threads)
+            fresh = out[:, :, ready[k + 1] - lo * stage.ratio : target[k + 1] - lo * stage.ratio]
             if k + 1 < len(stages):
                 latents.buffers[k].append(fresh)
             else:
                 audio = fresh.reshape(-1)
-                latents.audio_ready = need[k + 1]
+                latents.audio_ready = target[k + 1]
             if source is not None:
-                source.drop_before(need[k + 1] // stage.ratio - stage.context)
+                source.drop_before(target[k + 1] // stage.ratio - stage.context)
         return audio
