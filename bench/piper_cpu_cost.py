@@ -28,6 +28,8 @@ TEXTS = {
     ),
 }
 
+PAUSE_S = 0.3
+
 
 def measure(rounds: int) -> dict:
     sys.path[:0] = [str(REPO / "packages")]
@@ -83,6 +85,9 @@ def measure(rounds: int) -> dict:
             variants["streamed"] = lambda t=text: run_streamed(engine, t)
             variants["streamed, one thread"] = lambda t=text: run_streamed(one_thread, t)
             for key, call in variants.items():
+                # piper's session spins its idle threads (onnxruntime's default) for a
+                # while after each run: let them settle, or the next variant pays
+                time.sleep(PAUSE_S)
                 cpu, first, audio = call()
                 cell = results.setdefault(f"{name}: {key}", {"cpu_per_audio_s": [], "first_cpu_ms": []})
                 cell["cpu_per_audio_s"].append(cpu / audio)
