@@ -96,6 +96,7 @@ class Turn:
     first_audio_s: float | None = None
     stalls: int = 0
     stall_s: float = 0.0
+    stalled_at_s: list[float] = field(default_factory=list)  # reply audio played when dry
     audio_s: float = 0.0
     error: str | None = None
     ends_playing_at: float = 0.0  # wall time the reply has played out
@@ -112,6 +113,7 @@ class Player:
         self.position_s = 0.0
         self.stalls = 0
         self.stall_s = 0.0
+        self.stalled_at_s: list[float] = []
 
     def played(self, now: float) -> float:
         if self.origin is None:
@@ -124,6 +126,7 @@ class Player:
             if now > dry_at + STALL_TOLERANCE_S:
                 self.stalls += 1
                 self.stall_s += now - dry_at
+                self.stalled_at_s.append(self.received_s)
                 self.origin, self.position_s = now, self.received_s
         self.received_s += seconds
         if self.origin is None and self.received_s >= PREBUFFER_S:
@@ -173,6 +176,7 @@ def play_turn(http: requests.Session, target: Target, text: str, stop_at: float 
         turn.error = "no audio"
         return turn
     turn.stalls, turn.stall_s, turn.audio_s = player.stalls, player.stall_s, player.received_s
+    turn.stalled_at_s = player.stalled_at_s
     turn.ends_playing_at = player.end(time.perf_counter())
     return turn
 
@@ -225,6 +229,8 @@ def run_level(target: Target, sessions: int, seed: int, limit_s: float) -> dict:
         "stalled_turns": stalled_turns,
         "stalls": sum(t.stalls for t in ok),
         "stall_ms_total": round(sum(t.stall_s for t in ok) * 1000, 1),
+        # where in their reply players ran dry (seconds of its audio played)
+        "stalled_at_s": sorted(round(at, 2) for t in ok for at in t.stalled_at_s),
         "errors": errors,
         "audio_s": round(sum(t.audio_s for t in ok), 2),
         "wall_s": round(time.perf_counter() - started, 1),

@@ -33,14 +33,14 @@ MAX_SENTENCE_CHARS = 400
 # Chunks, in latent frames (256 samples, 11.6 ms each): a small first chunk so
 # audio starts early, then doubling up to LARGEST. First audio costs the prior
 # of the whole sentence, then each flow and decoder stage over the first chunk
-# and its context (chunked_vits.py). 20 frames (232 ms of audio) give the
-# second chunk time to follow at 4 streams on 2 cores: with 12 frames, first
-# audio came 9 ms sooner alone but 6 to 7 streams in 20 stalled at 4 streams
-# (bench/piper_streaming.py, same machine, idle). Every chunk is one ONNX run that another
-# stream may have to wait for, so while the listener has little audio in hand they
-# stay short (64 frames: about 70 ms on one core); see `chunk_plan` for how they
-# grow beyond that.
-FIRST_CHUNK_FRAMES = 20
+# and its context (chunked_vits.py): about 23 ms of CPU at 12 frames (139 ms of
+# audio), 30 ms at 20. With the stages cut apart, the second chunk follows in
+# time at 12: no stream stalled at 4 streams on 2 cores, and voice-agent sessions
+# stalled no sooner than at 20 frames (bench/piper_streaming.py, bench/sessions.py,
+# same machine). Every chunk is one turn that another stream may have to wait
+# for, so while the listener has little audio in hand they stay short (64
+# frames: about 75 ms on one core); see `chunk_plan` for how they grow beyond that.
+FIRST_CHUNK_FRAMES = 12
 LATER_FIRST_CHUNK_FRAMES = 64  # later sentences are made while earlier ones play
 LARGEST_CHUNK_FRAMES = 64
 SMALLEST_LAST_CHUNK_FRAMES = 40
