@@ -207,10 +207,11 @@ class ChunkedVits:
     def __init__(self, model_path: str, hop: int, max_threads: int = 1):
         self.hop = hop
         self.max_threads = max(1, max_threads)
-        self.flow_min_frames = FLOW_MIN_RUN_FRAMES
         model = onnx.load(model_path)
         self._cut = _find_cut(model)
         self.stages: list[_Stage] = []
+        # positions per frame at each stage boundary (z_p, ..., audio), set by measuring
+        self._scale: list[int] = []
         if self._cut is None:
             logger.warning("%s: no flow/decoder cut found; streaming whole sentences", model_path)
             graphs = {"full": model}
@@ -278,6 +279,10 @@ class ChunkedVits:
             right = -(-(int(changed.max()) + 1) // stage.ratio) - 1 - k
             stage.context = max(left, right) + 1
             channels = int(base.shape[1])
+            self._scale.append((self._scale[-1] if self._scale else 1) * stage.ratio)
+        self._scale.insert(0, 1)
+        if self._scale[-1] != self.hop:
+            raise ValueError(f"the stages make {self._scale[-1]} samples a frame, the voice {self.hop}")
         logger.info(
             "VITS stages (ratio, context): %s",
             ", ".join(f"{s.name} ({s.ratio}, {s.context})" for s in self.stages),
@@ -319,7 +324,8 @@ class ChunkedVits:
         )
 
     @property
-    def _flow_stages(self) -> int:
+    def _latent_boundary(self) -> int:
+        """The boundary index of `z`: after the flow's stages."""
         return sum(s.masked for s in self.stages)
 
     def decode(
@@ -331,12 +337,7 @@ class ChunkedVits:
         caller ahead of its listener pays the flow's context once for many frames."""
         assert self._cut is not None, "this voice's graph could not be cut: use synthesize()"
         assert start * self.hop == latents.audio_ready, "chunks are decoded in order"
-        frames, stages = latents.frames, self.stages
-        # positions per frame at each boundary: z_p, ..., audio
-        scale = [1]
-        for stage in stages:
-            scale.append(scale[-1] * stage.ratio)
-        assert scale[-1] == self.hop, (scale, self.hop)
+        frames, stages, scale = latents.frames, self.stages, self._scale
         ready = [frames] + [b.ready for b in latents.buffers] + [latents.audio_ready]
 
         def window_end(k: int, target: int) -> int:
@@ -348,10 +349,10 @@ class ChunkedVits:
         target[-1] = end * self.hop
         for k in range(len(stages) - 1, -1, -1):
             target[k] = window_end(k, target[k + 1])
-            if k == self._flow_stages and target[k] > ready[k]:
+            if k == self._latent_boundary and target[k] > ready[k]:
                 # z: the first run only as far as the first chunk needs (it is on
                 # the way to the first audio); later ones well beyond it
-                ahead = target[k] if ready[k] == 0 else max(flow_end, ready[k] + self.flow_min_frames)
+                ahead = target[k] if ready[k] == 0 else max(flow_end, ready[k] + FLOW_MIN_RUN_FRAMES)
                 target[k] = min(frames, max(target[k], ahead))
         sources = [None, *latents.buffers]
         audio = np.empty(0, dtype=np.float32)
