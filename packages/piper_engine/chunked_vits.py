@@ -53,6 +53,14 @@ UPSAMPLING = re.compile(r"/dec/ups\.(\d+)/ConvTranspose")
 FLOW_MIN_RUN_FRAMES = 96
 # Positions a stage is measured over when the voice loads (its input's units).
 MEASURE_POSITIONS = 96
+# The most input positions one stage run spans; longer windows run in pieces.
+# It bounds a run's activations, which onnxruntime's arena keeps at their most:
+# the decoder's last stage takes 64 positions a frame, so its runs are 64 frames
+# (about 20 MB), and its per-frame cost is no higher than in longer runs. At
+# 256-frame runs, 8 streams ahead of their listeners grew a replica by 150 to
+# 270 MB (tests/e2e/test_hardening.py). The flow's and the decoder's first
+# stage, one position a frame, run up to 512 frames at once.
+MAX_RUN_POSITIONS = 512
 
 
 def session_options(threads: int) -> onnxruntime.SessionOptions:
@@ -355,21 +363,26 @@ class ChunkedVits:
                 ahead = target[k] if ready[k] == 0 else max(flow_end, ready[k] + FLOW_MIN_RUN_FRAMES)
                 target[k] = min(frames, max(target[k], ahead))
         sources = [None, *latents.buffers]
-        audio = np.empty(0, dtype=np.float32)
+        pieces: list[np.ndarray] = []
         for k, stage in enumerate(stages):
-            if target[k + 1] <= ready[k + 1]:
-                continue
-            lo = max(0, ready[k + 1] // stage.ratio - stage.context)
-            hi = window_end(k, target[k + 1])
-            source = sources[k]
-            window = latents.prior[:, :, lo:hi] if source is None else source.window(lo, hi)
-            out = self._run_stage(stage, window, latents.mask[:, :, lo:hi], threads)
-            fresh = out[:, :, ready[k + 1] - lo * stage.ratio : target[k + 1] - lo * stage.ratio]
-            if k + 1 < len(stages):
-                latents.buffers[k].append(fresh)
-            else:
-                audio = fresh.reshape(-1)
-                latents.audio_ready = target[k + 1]
-            if source is not None:
-                source.drop_before(target[k + 1] // stage.ratio - stage.context)
-        return audio
+            source, last = sources[k], window_end(k, target[k + 1])
+            done = ready[k + 1]
+            while done < target[k + 1]:
+                # one run spans at most MAX_RUN_POSITIONS of its input: where it
+                # stops short, its output is good up to its context from the end
+                lo = max(0, done // stage.ratio - stage.context)
+                hi = min(last, lo + MAX_RUN_POSITIONS)
+                upto = target[k + 1] if hi == last else (hi - stage.context) * stage.ratio
+                window = latents.prior[:, :, lo:hi] if source is None else source.window(lo, hi)
+                out = self._run_stage(stage, window, latents.mask[:, :, lo:hi], threads)
+                fresh = out[:, :, done - lo * stage.ratio : upto - lo * stage.ratio]
+                if k + 1 < len(stages):
+                    latents.buffers[k].append(fresh)
+                else:
+                    pieces.append(fresh.reshape(-1))
+                done = upto
+            if k + 1 == len(stages):
+                latents.audio_ready = done
+            if source is not None and done > ready[k + 1]:
+                source.drop_before(done // stage.ratio - stage.context)
+        return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.float32)

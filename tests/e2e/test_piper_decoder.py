@@ -33,6 +33,23 @@ def test_the_voice_graph_splits_at_its_decoder(report):
         assert case["two_threads_max_err"] < 1e-4, case["name"]
 
 
+def test_no_stage_run_spans_more_than_its_limit(report):
+    """A whole sentence in one decode still runs each stage in bounded pieces, so
+    a run's activations (which onnxruntime's arena keeps) stay bounded."""
+    limit = report["constants"]["max_run_positions"]
+    scale = 1
+    for stage in report["stages"]:
+        for case in report["cases"]:
+            runs = case["one_shot_runs"][stage["name"]]
+            assert max(runs) <= limit, (case["name"], stage["name"], runs)
+            positions = case["frames"] * scale  # the stage's whole input
+            if positions <= limit:
+                assert runs == [positions], (case["name"], stage["name"], runs)
+            else:
+                assert len(runs) >= -(-positions // limit), (case["name"], stage["name"], runs)
+        scale *= stage["ratio"]
+
+
 def test_the_graph_is_cut_between_flow_layers_and_decoder_stages(report):
     names = [stage["name"] for stage in report["stages"]]
     # the voice's four coupling layers, its three upsampling stages

