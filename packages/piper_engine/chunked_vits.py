@@ -55,11 +55,11 @@ FLOW_MIN_RUN_FRAMES = 96
 MEASURE_POSITIONS = 96
 # The most input positions one stage run spans; longer windows run in pieces.
 # It bounds a run's activations, which onnxruntime's arena keeps at their most:
-# the decoder's last stage takes 64 positions a frame, so its runs are 64 frames
-# (about 20 MB), and its per-frame cost is no higher than in longer runs. At
-# 256-frame runs, 8 streams ahead of their listeners grew a replica by 150 to
-# 270 MB (tests/e2e/test_hardening.py). The flow's and the decoder's first
-# stage, one position a frame, run up to 512 frames at once.
+# with runs of up to 256 frames, 8 streams ahead of their listeners grew a
+# replica by 150 to 270 MB (tests/e2e/test_hardening.py). In frames: 512 for the
+# flow and the decoder's first stage (a position a frame), 64 for its second (8
+# a frame), 8 for its last (64 a frame); the last two cost no more per frame in
+# such runs than in longer ones (measured with their context, one core).
 MAX_RUN_POSITIONS = 512
 
 
