@@ -107,7 +107,7 @@ def main() -> None:
             "name": name,
             "frames": frames,
             # the runs of the sentence decoded in one call
-            "one_shot_runs": {name: list(runs) for name, runs in spans.items()},
+            "one_shot_runs": {stage: list(runs) for stage, runs in spans.items()},
             "graph_length": len(graph),
             "split_equals_graph_max_err": float(np.max(np.abs(one_shot - graph))),
             # a stream alone runs on two threads: the same audio
