@@ -63,11 +63,15 @@ MEASURE_POSITIONS = 96
 MAX_RUN_POSITIONS = 512
 
 
-def session_options(threads: int) -> onnxruntime.SessionOptions:
+def session_options(threads: int, spin: bool = False) -> onnxruntime.SessionOptions:
+    """`spin`: worker threads spin between a run's operators, and stop when the
+    run ends. Otherwise they sleep: spinning after a run would burn the cores
+    that concurrent streams need."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
-    # Spinning worker threads would burn the cores that concurrent streams need.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if spin:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
@@ -75,7 +79,7 @@ _arena_lock = threading.Lock()
 _arena_registered = False
 
 
-def _stage_session_options(threads: int) -> onnxruntime.SessionOptions:
+def _stage_session_options(threads: int, spin: bool = False) -> onnxruntime.SessionOptions:
     """Every stage's session allocates from one CPU arena for the process, grown
     by what a run asks for (not doubled): an arena keeps the most it ever held,
     and with one per session (sixteen) eight unread 5000-character streams grew a
@@ -90,7 +94,7 @@ def _stage_session_options(threads: int) -> onnxruntime.SessionOptions:
                 onnxruntime.OrtArenaCfg({"arena_extend_strategy": 1}),  # kSameAsRequested
             )
             _arena_registered = True
-    options = session_options(threads)
+    options = session_options(threads, spin)
     options.add_session_config_entry("session.use_env_allocators", "1")
     return options
 
@@ -239,7 +243,13 @@ class ChunkedVits:
         self._sessions = {
             (name, threads): onnxruntime.InferenceSession(
                 graph.SerializeToString(),
-                sess_options=_stage_session_options(threads),
+                # The prior is one run of many small operators (the first audio
+                # waits on all of it): on two threads, a worker asleep between
+                # them is woken for each, which cost as much time as it saved.
+                # Spinning for the run brought a lone stream's first audio from
+                # 48 to 41 ms for no measurable CPU (bench/piper_cpu_cost.py).
+                # Spinning every stage session made it slower (ad hoc script).
+                sess_options=_stage_session_options(threads, spin=name == "prior"),
                 providers=["CPUExecutionProvider"],
             )
             for name, graph in graphs.items()
