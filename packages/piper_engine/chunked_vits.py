@@ -247,7 +247,7 @@ class ChunkedVits:
                 # waits on all of it): on two threads, a worker asleep between
                 # them is woken for each, which cost as much time as it saved.
                 # Spinning for the run brought a lone stream's first audio from
-                # 48 to 41 ms for no measurable CPU (bench/piper_cpu_cost.py).
+                # 48 to 41 ms, its CPU within run-to-run noise (piper_cpu_cost).
                 # Spinning every stage session made it slower (ad hoc script).
                 sess_options=_stage_session_options(threads, spin=name == "prior"),
                 providers=["CPUExecutionProvider"],
