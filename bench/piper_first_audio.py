@@ -26,7 +26,7 @@ FIRST_PHRASE = "This is a test,"
 FIRST_CHUNKS = (20, 12, 8)
 
 
-def cpu_ms(step, clock=time.thread_time) -> tuple[float, object]:
+def timed_ms(step, clock=time.thread_time) -> tuple[float, object]:
     start = clock()
     result = step()
     return (clock() - start) * 1000, result
@@ -57,16 +57,16 @@ def measure(rounds: int) -> dict:
             ("phonemes", lambda: ids(SENTENCE)),
             ("prior, first phrase", lambda: vits.latents(phrase, scales)),
         ]:
-            times.setdefault(name, []).append(cpu_ms(step)[0])
+            times.setdefault(name, []).append(timed_ms(step)[0])
         for first in FIRST_CHUNKS:
-            elapsed, latents = cpu_ms(lambda: vits.latents(sentence, scales))
+            elapsed, latents = timed_ms(lambda: vits.latents(sentence, scales))
             times.setdefault("prior, whole sentence", []).append(elapsed)
-            chunk = cpu_ms(lambda latents=latents, first=first: vits.decode(latents, 0, first))[0]
+            chunk = timed_ms(lambda latents=latents, first=first: vits.decode(latents, 0, first))[0]
             times.setdefault(f"first chunk of {first} frames: flow and decoder", []).append(chunk)
         # what a lone stream's first audio runs: both steps on two threads, wall time
-        elapsed, latents = cpu_ms(lambda: vits.latents(sentence, scales, 2), time.perf_counter)
+        elapsed, latents = timed_ms(lambda: vits.latents(sentence, scales, 2), time.perf_counter)
         wall.setdefault("prior, whole sentence", []).append(elapsed)
-        chunk = cpu_ms(
+        chunk = timed_ms(
             lambda latents=latents: vits.decode(latents, 0, FIRST_CHUNK_FRAMES, 2), time.perf_counter
         )[0]
         wall.setdefault(f"first chunk of {FIRST_CHUNK_FRAMES} frames: flow and decoder", []).append(chunk)

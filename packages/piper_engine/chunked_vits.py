@@ -223,7 +223,7 @@ class ChunkedVits:
         self._cut = _find_cut(model)
         self.stages: list[_Stage] = []
         # positions per frame at each stage boundary (z_p, ..., audio), set by measuring
-        self._scale: list[int] = []
+        self._scale = [1]
         if self._cut is None:
             logger.warning("%s: no flow/decoder cut found; streaming whole sentences", model_path)
             graphs = {"full": model}
@@ -297,8 +297,7 @@ class ChunkedVits:
             right = -(-(int(changed.max()) + 1) // stage.ratio) - 1 - k
             stage.context = max(left, right) + 1
             channels = int(base.shape[1])
-            self._scale.append((self._scale[-1] if self._scale else 1) * stage.ratio)
-        self._scale.insert(0, 1)
+            self._scale.append(self._scale[-1] * stage.ratio)
         if self._scale[-1] != self.hop:
             raise ValueError(f"the stages make {self._scale[-1]} samples a frame, the voice {self.hop}")
         logger.info(
