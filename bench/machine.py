@@ -1,14 +1,20 @@
 """What every benchmark records and builds beside its measurements: the machine's
-facts, and cached environments for tools that must not share the test environment."""
+facts, cached environments for tools that must not share the test environment, and
+runs of a measurement in a Truss's own environment."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine_facts() -> dict[str, Any]:
@@ -34,8 +40,6 @@ def cached_env(env: Path, *pip_args: str) -> Path:
 def measure_in_truss(truss: str, script: str, *args: str) -> Any:
     """Run `script --measure *args` with a Truss's own environment (its model code
     and libraries, in a process of its own); its last line of output, as JSON."""
-    import json
-
     repo = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(repo))
     from local_truss.server import truss_python
@@ -47,3 +51,23 @@ def measure_in_truss(truss: str, script: str, *args: str) -> Any:
         check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def rounds_in_truss(
+    truss: str, script: str, doc: str | None, rounds: int, measure: Callable[[int], Any]
+) -> dict[str, Any] | None:
+    """A benchmark's command line, `script [--rounds N]`, measured in `truss`'s
+    environment: the script runs again there with --measure, prints `measure(N)`
+    and gets None. The caller here gets the result, saved with the machine's facts
+    as results/<script's name>.json."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.rounds)))
+        return None
+    measured = measure_in_truss(truss, script, "--rounds", str(args.rounds))
+    result = {"machine": machine_facts(), **measured}
+    (RESULTS / f"{Path(script).stem}.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -11,8 +11,6 @@ machine. Variants are interleaved round by round, so each sees the same conditio
 Runs in the piper-streaming Truss's environment (a subprocess), with its engine.
 """
 
-import argparse
-import json
 import statistics
 import sys
 import threading
@@ -20,6 +18,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from machine import rounds_in_truss  # noqa: E402
+
 TEXTS = {
     "sentence": "This is a test of the real-time text-to-speech synthesis system.",
     "paragraph": (
@@ -38,7 +39,8 @@ def measure(rounds: int) -> dict:
 
     from piper_engine.chunked_vits import session_options
     from piper_engine.engine import PiperEngine
-    from tts_common.settings import CpuSettings, PiperSettings
+    from piper_engine.settings import PiperSettings
+    from tts_common.settings import CpuSettings
     from tts_common.text import plan_segments
 
     engine = PiperEngine(PiperSettings(max_threads=2), CpuSettings(lanes=2))
@@ -105,19 +107,9 @@ def measure(rounds: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(args.rounds)))
-        return
-    sys.path.insert(0, str(REPO / "bench"))
-    from machine import machine_facts, measure_in_truss
-
-    measured = measure_in_truss("piper-streaming", __file__, "--rounds", str(args.rounds))
-    result = {"machine": machine_facts(), **measured}
-    (REPO / "bench" / "results" / "piper_cpu_cost.json").write_text(json.dumps(result, indent=2))
+    result = rounds_in_truss("piper-streaming", __file__, __doc__, 10, measure)
+    if result is None:
+        return  # the measuring process: it printed its result for the parent
     cells = result["cells"]
     print(
         f"\nprocess CPU time, p50 / max over {result['rounds']} rounds, "

@@ -13,14 +13,15 @@ conditions.
 Runs in the piper-streaming Truss's environment (a subprocess), with its model code.
 """
 
-import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from machine import rounds_in_truss  # noqa: E402
+
 SENTENCE = "This is a test of the real-time text-to-speech synthesis system."
 FIRST_PHRASE = "This is a test,"
 FIRST_CHUNKS = (20, 12, 8)
@@ -85,18 +86,9 @@ def measure(rounds: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(args.rounds)))
-        return
-    sys.path.insert(0, str(REPO / "bench"))
-    from machine import measure_in_truss
-
-    result = measure_in_truss("piper-streaming", __file__, "--rounds", str(args.rounds))
-    (REPO / "bench" / "results" / "piper_first_audio.json").write_text(json.dumps(result, indent=2))
+    result = rounds_in_truss("piper-streaming", __file__, __doc__, 40, measure)
+    if result is None:
+        return  # the measuring process: it printed its result for the parent
     print(
         f"\nCPU time on one core, p50 / p95 over {result['rounds']} rounds "
         f"(sentence: {result['phoneme_ids']['sentence']} phoneme ids, first phrase: "

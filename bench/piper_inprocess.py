@@ -21,7 +21,7 @@ from tts_common.audio import StreamEncoder  # noqa: E402
 def one(model: Model, text: str) -> dict:
     start = time.perf_counter()
     req = PiperRequest(text=text)
-    synthesis = model._prepare(req)
+    synthesis = model.prepare(req)
     encoder = StreamEncoder(synthesis.model_rate, req.output_rate, req.format)
     first = None
     size = 0

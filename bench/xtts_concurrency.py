@@ -92,7 +92,7 @@ def _in_process_stream(models: list):
         served = models[i % len(models)]
         req = sys.modules[type(served).__module__].XttsRequest(**body)
         first, samples = None, 0
-        for chunk in served._prepare(req).chunks(threading.Event()):
+        for chunk in served.prepare(req).chunks(threading.Event()):
             first = first if first is not None else time.perf_counter() - start
             samples += len(chunk)
         return first, time.perf_counter() - start, samples / 24000

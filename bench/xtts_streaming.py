@@ -26,51 +26,24 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TEXT = "Hello world, this is a tiny streaming test."
-VOICE = "Tiny Speaker A"
+sys.path.insert(0, str(REPO / "tests" / "tools"))
+from xtts_reference import CHUNK, TEXT, VOICE  # noqa: E402
+
 LONG_MAX_AUDIO_TOKENS = 253  # 250 generated tokens: 12+ chunks at stream_chunk_size 20
-CHUNK = 20
 
 
 # ---- worker: runs in the Truss's environment python ----------------------------
 
 
-def _load(checkpoint: str):
-    from TTS.tts.configs.xtts_config import XttsConfig
-    from TTS.tts.models.xtts import Xtts
-
-    config = XttsConfig()
-    config.load_json(str(Path(checkpoint) / "config.json"))
-    model = Xtts(config)
-    model.load_checkpoint(config, checkpoint_dir=checkpoint, use_deepspeed=False, eval=True)
-    return model
-
-
 def _timed_stream(model, impl: str, seed: int, max_tokens, decode_log: list):
     import torch
+    from xtts_inprocess import default_kwargs, stream_of
 
-    sys.path.insert(0, str(REPO / "packages"))
-    from xtts_engine.streaming_decode import inference_stream_incremental
-
-    c = model.config
     speaker = model.speaker_manager.speakers[VOICE]
-    kwargs = dict(
-        stream_chunk_size=CHUNK,
-        temperature=c.temperature,
-        length_penalty=c.length_penalty,
-        repetition_penalty=c.repetition_penalty,
-        top_k=c.top_k,
-        top_p=c.top_p,
-        speed=1.0,
-        enable_text_splitting=False,
-    )
+    kwargs = default_kwargs(model)
     if max_tokens:
         kwargs["max_new_tokens"] = max_tokens  # passed through to the GPT's generate, in both paths
-    stream = (
-        model.inference_stream
-        if impl == "stock"
-        else lambda *a, **k: inference_stream_incremental(model, *a, **k)
-    )
+    stream = stream_of(model, impl)
     torch.manual_seed(seed)
     decode_log.clear()
     arrivals, samples, decode_ms = [], [], []
@@ -102,7 +75,9 @@ def worker(args) -> None:
         tiny_xtts.GPT_MAX_AUDIO_TOKENS = LONG_MAX_AUDIO_TOKENS
         tiny_xtts.build_tiny_xtts(Path(args.build_long))
         return
-    model = _load(args.checkpoint)
+    from xtts_inprocess import load
+
+    model = load(args.checkpoint)
     decode_log: list = []
     generator = model.hifigan_decoder.waveform_decoder
     forward = generator.forward

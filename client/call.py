@@ -15,6 +15,7 @@ audio byte, total) goes to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -235,6 +236,21 @@ class Output:
         )
 
 
+@contextlib.contextmanager
+def delivered(args: argparse.Namespace) -> Iterator[Output]:
+    """An Output for the body of the `with` to write into. If the body raises, the
+    output is closed and nothing kept; if it ends, the audio is kept, then the player
+    checked and the timings reported."""
+    output = Output(args)
+    try:
+        yield output
+        output.finish()
+    finally:
+        output.close()
+    output.check_player()
+    output.report()
+
+
 def model_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if args.voice:
@@ -259,8 +275,7 @@ def stream(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"text": args.text, "format": "pcm", "sample_rate": args.sample_rate}
     body.update(model_fields(args))
     api_key = api_key_for(url, args)
-    output = Output(args)
-    try:
+    with delivered(args) as output:
         response = open_stream(url, body, api_key, args.timeout)
         output.open(int(response.headers.get("X-Sample-Rate") or args.sample_rate))
         while True:
@@ -275,11 +290,6 @@ def stream(args: argparse.Namespace) -> int:
             if not chunk:
                 break
             output.write(chunk)
-        output.finish()
-    finally:
-        output.close()
-    output.check_player()
-    output.report()
     return 0
 
 
@@ -299,8 +309,6 @@ def stream_realtime(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Api-Key {api_key}"} if api_key else {}
     config = {"type": "session.config", "sample_rate": args.sample_rate, **model_fields(args)}
     pieces: Iterable[str] = [args.text] if args.text is not None else stdin_lines()
-    output = Output(args)
-    output.open(args.sample_rate)
 
     def on_event(event: dict[str, Any]) -> None:
         if event.get("type") == "audio.start" and event.get("sample_rate") != args.sample_rate:
@@ -308,18 +316,14 @@ def stream_realtime(args: argparse.Namespace) -> int:
                 f"the server sends {event.get('sample_rate')} Hz, not {args.sample_rate}", EXIT_HTTP
             )
 
-    try:
+    with delivered(args) as output:
+        output.open(args.sample_rate)
         try:
             realtime.speak(url, headers, config, pieces, output.write, on_event, args.timeout)
         except realtime.WebSocketError as exc:
             raise ClientError(str(exc), EXIT_CUT_SHORT if output.received else EXIT_HTTP) from exc
         except OSError as exc:
             raise ClientError(f"cannot reach {url}: {exc}. Is the server running?", EXIT_UNREACHABLE) from exc
-        output.finish()
-    finally:
-        output.close()
-    output.check_player()
-    output.report()
     return 0
 
 

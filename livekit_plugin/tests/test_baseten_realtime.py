@@ -4,17 +4,14 @@ realtime WebSocket protocol as that client speaks it."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from baseten_turns import speak
 from conftest import ServedTruss, serve_piper, ws_url
-from helpers import llm_tokens
 
-from livekit.agents import APIConnectOptions, APIError
-from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT, TimedString
 from livekit.plugins import baseten
 
 VOICE = "en_US-joe-medium"
@@ -24,8 +21,6 @@ PARAGRAPH = (
 )
 SENTENCE = "This is a long passage that keeps the synthesizer busy for a while."
 LONG_TEXT = " ".join([SENTENCE] * 40)
-# One try: a retried turn would hide what the server answered the first time.
-ONCE = APIConnectOptions(max_retry=0, retry_interval=0.05, timeout=10.0)
 
 
 @pytest.fixture(scope="module")
@@ -52,58 +47,6 @@ def baseten_tts(server: ServedTruss, http_session, voice: str = VOICE) -> basete
 def sessions_opened(server: ServedTruss) -> int:
     assert server.log_path is not None
     return server.log_path.read_text(errors="replace").count("realtime session opened")
-
-
-class Turn:
-    """What one stream() turn gave: audio, timed words, when things happened."""
-
-    def __init__(self) -> None:
-        self.samples = 0
-        self.rate = 0
-        self.words: list[TimedString] = []
-        self.first_audio_at: float | None = None
-        self.last_text_at: float | None = None
-        self.error: APIError | None = None
-
-    @property
-    def seconds(self) -> float:
-        return self.samples / self.rate
-
-
-async def speak(
-    tts: baseten.TTS,
-    text: str,
-    delay: float = 0.0,
-    stop_after_audio: bool = False,
-    conn_options: APIConnectOptions = ONCE,
-) -> Turn:
-    """Push `text` as an LLM streams it (a token every `delay` s) while reading."""
-    turn = Turn()
-    stream = tts.stream(conn_options=conn_options)
-
-    async def push() -> None:
-        for token in llm_tokens(text):
-            stream.push_text(token)
-            await asyncio.sleep(delay)
-        turn.last_text_at = time.monotonic()
-        stream.end_input()
-
-    pusher = asyncio.create_task(push())
-    try:
-        async for ev in stream:
-            if turn.first_audio_at is None:
-                turn.first_audio_at = time.monotonic()
-            turn.samples += ev.frame.samples_per_channel
-            turn.rate = ev.frame.sample_rate
-            turn.words += ev.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT) or []
-            if stop_after_audio:
-                break  # barge-in: the listener interrupts
-    except APIError as e:
-        turn.error = e
-    finally:
-        pusher.cancel()
-        await stream.aclose()
-    return turn
 
 
 async def test_audio_arrives_while_text_is_still_pushed_with_one_time_per_word(realtime, http_session):

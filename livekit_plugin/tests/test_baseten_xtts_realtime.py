@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from baseten_turns import speak
 from conftest import REPO, ServedTruss, serve_piper, ws_url
-from test_baseten_realtime import speak
 
 from livekit.agents import APIConnectOptions
 from livekit.plugins import baseten

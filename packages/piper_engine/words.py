@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tts_common.realtime_protocol import WordAlignment
+from tts_common.synthesis import WordTime
 
 BOS, EOS, PAD = "^", "$", "_"  # piper.const's, as its phonemes_to_ids uses them
 _STRESS = frozenset("ˈˌ")
@@ -138,7 +138,7 @@ def word_alignment(
     phonemize: Callable[[str], list[str]],
     id_map: dict[str, list[int]],
     seconds_per_frame: float,
-) -> WordAlignment | None:
+) -> list[WordTime] | None:
     """Times of the words of `text` (one unit), from its espeak sentences'
     phonemes, ids and frames per id; None when durations are missing or do not fit."""
     known = [(p, i, d) for p, i, d in sentences if d is not None]
@@ -161,6 +161,4 @@ def word_alignment(
         start = mine[0].start if mine else previous_end
         starts.append(round(max(start, previous_end), 4))
         ends.append(round(max(mine[-1].end if mine else start, starts[-1]), 4))
-    return WordAlignment(
-        words=[word for word, _ in words], word_start_times_seconds=starts, word_end_times_seconds=ends
-    )
+    return [WordTime(word, start, end) for (word, _), start, end in zip(words, starts, ends, strict=True)]

@@ -16,11 +16,6 @@ import logging
 from collections.abc import Mapping
 from typing import Final
 
-from starlette.requests import HTTPConnection
-from starlette.responses import Response
-
-from . import replies
-
 logger = logging.getLogger(__name__)
 
 API_KEY_SECRET: Final = "tts_api_key"
@@ -46,22 +41,14 @@ class ApiKeyCheck:
     def __init__(self, key: str | None):
         self._key = key.encode() if key else None
 
-    def accepts(self, connection: HTTPConnection, rid: str) -> bool:
-        """Whether a request (or a WebSocket's handshake) carries the key, if one is set."""
+    def accepts(self, headers: Mapping[str, str], rid: str) -> bool:
+        """Whether a request's (or a WebSocket handshake's) headers carry the key, if one is set."""
         if self._key is None:
             return True
-        scheme, _, token = connection.headers.get("authorization", "").strip().partition(" ")
+        scheme, _, token = headers.get("authorization", "").strip().partition(" ")
         # Compared in constant time, whatever the scheme, so timing tells nothing.
         matches = hmac.compare_digest(token.strip().encode(), self._key)
         if matches and scheme.lower() in _SCHEMES:
             return True
         logger.info("[%s] refused: %s API key", rid, "wrong" if token else "no")
         return False
-
-    def refusal(self, request: HTTPConnection, rid: str) -> Response | None:
-        """None when the request may proceed; otherwise its 401."""
-        if self.accepts(request, rid):
-            return None
-        return replies.json_error(
-            401, REFUSAL, rid, field="authorization", headers={"WWW-Authenticate": 'Bearer realm="tts"'}
-        )

@@ -1,7 +1,7 @@
 """The streaming request contract shared by every streaming Truss.
 
 One source of truth for limits and defaults: the client, the LiveKit plugin and
-the README describe exactly what is declared here.
+docs/contract.md describe exactly what is declared here.
 """
 
 from __future__ import annotations

@@ -33,10 +33,10 @@ from .settings import CpuSettings
 HELD_SMOOTHING = 0.2
 
 
-def default_lanes(settings: CpuSettings | None = None) -> int:
+def default_lanes(settings: CpuSettings) -> int:
     """`TTS_CPU_LANES` (config.yaml sets it to the Truss's `resources.cpu`), else
     the cores this process may run on."""
-    lanes = (settings or CpuSettings.from_env()).lanes
+    lanes = settings.lanes
     return lanes if lanes is not None else len(os.sched_getaffinity(0))
 
 

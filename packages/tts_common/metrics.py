@@ -3,19 +3,17 @@ serves at `/metrics` next to its own.
 
 Names follow Prometheus conventions: a `tts_` prefix, base units (seconds),
 `_total` on counters. Labels stay few and bounded: `model` is the Truss's
-`model_name` from config.yaml; `outcome` and `code` come from a fixed set. No
-text, no voice names from requests.
+`model_name` from config.yaml; `transport`, `outcome` and `code` come from fixed
+sets. No text, no voice names from requests.
 
-Outcomes of a request (`tts_requests_total{outcome, code}`):
-  ok           the whole answer was sent (200)
-  rejected     refused before any work (4xx: 400, 401, 413, 422)
-  busy         no synthesis slot within the queue timeout (503)
-  error        failed before its first audio (500)
-  client_gone  the client left: while waiting for a slot or its first audio
-               (499), or mid-stream (200)
-  cut          the server cut a stream it had started: synthesis failed or
-               stalled mid-stream, or the client took no audio for the read
-               timeout (200, the body ends without its terminating chunk)
+Three counters say how things ended, each counted in one place:
+- `tts_utterances_total{transport, outcome}`: every synthesis run, counted by the
+  serving core (`synthesis.py`) whatever the transport: an HTTP request's stream
+  or a WebSocket unit (UtteranceOutcome);
+- `tts_requests_total{outcome, code}`: HTTP requests, counted by the HTTP
+  transport (Outcome);
+- `tts_sessions_total{outcome}`: WebSocket sessions, counted by the WebSocket
+  transport (SessionOutcome).
 """
 
 from __future__ import annotations
@@ -26,13 +24,41 @@ from typing import Final
 from prometheus_client import Counter, Gauge, Histogram
 
 
+class Transport(enum.Enum):
+    http = "http"
+    websocket = "websocket"
+
+
 class Outcome(enum.Enum):
-    ok = "ok"
-    rejected = "rejected"
-    busy = "busy"
-    error = "error"
-    client_gone = "client_gone"
-    cut = "cut"
+    """How an HTTP request ended."""
+
+    ok = "ok"  # the whole answer was sent (200)
+    rejected = "rejected"  # refused before any work (400, 413, 422)
+    unauthorized = "unauthorized"  # no or wrong API key (401)
+    busy = "busy"  # no synthesis slot within the queue timeout (503)
+    error = "error"  # failed before its first audio (500)
+    client_gone = "client_gone"  # left while waiting (499) or mid-stream (200)
+    cut = "cut"  # a started stream the server cut: failed, stalled, or unread (200)
+
+
+class SessionOutcome(enum.Enum):
+    """How a WebSocket session ended."""
+
+    ok = "ok"  # the client closed it, or sent session.close
+    client_gone = "client_gone"  # the connection dropped, or failed while sending
+    error = "error"  # a fatal error event: a stalled synthesis, a failed session
+    timeout = "timeout"  # no session.config, idle, or a client that read nothing in time
+    unauthorized = "unauthorized"  # no or wrong API key
+
+
+class UtteranceOutcome(enum.Enum):
+    """How one synthesis run ended (the serving core's view)."""
+
+    ok = "ok"  # all its audio was made
+    cancelled = "cancelled"  # stopped early: the client left, barged in or was cut
+    error = "error"  # the model raised
+    stalled = "stalled"  # the watchdog abandoned it
+    busy = "busy"  # refused admission: no slot, or the model stayed overloaded
 
 
 # Seconds: first audio is worth resolving from 50 ms to a few seconds.
@@ -43,20 +69,31 @@ _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64)
 
 REQUESTS: Final = Counter(
     "tts_requests_total",
-    "Predict requests by outcome (ok, rejected, busy, error, client_gone, cut) and HTTP status code.",
+    "HTTP requests by outcome (ok, rejected, unauthorized, busy, error, client_gone, cut) and status code.",
     ["model", "outcome", "code"],
+)
+SESSIONS: Final = Counter(
+    "tts_sessions_total",
+    "WebSocket sessions by how they ended (ok, client_gone, error, timeout, unauthorized).",
+    ["model", "outcome"],
+)
+UTTERANCES: Final = Counter(
+    "tts_utterances_total",
+    "Synthesis runs (an HTTP stream, a WebSocket unit) by outcome (ok, cancelled, error, stalled, busy).",
+    ["model", "transport", "outcome"],
 )
 TIME_TO_FIRST_AUDIO: Final = Histogram(
     "tts_time_to_first_audio_seconds",
-    "From the request's arrival to its first audio ready to send (validation and queue wait included).",
-    ["model"],
+    "To a run's first audio ready to send: HTTP from the request's arrival, WebSocket from the unit's "
+    "text being complete (queue wait included).",
+    ["model", "transport"],
     buckets=_LATENCY_BUCKETS,
 )
-AUDIO: Final = Counter("tts_audio_seconds_total", "Seconds of audio synthesized.", ["model"])
+AUDIO: Final = Counter("tts_audio_seconds_total", "Seconds of audio synthesized.", ["model", "transport"])
 REAL_TIME_FACTOR: Final = Histogram(
     "tts_real_time_factor",
-    "Per stream: seconds in the model per second of audio it produced (under 1: faster than real time).",
-    ["model"],
+    "Per run: seconds in the model per second of audio it produced (under 1: faster than real time).",
+    ["model", "transport"],
     buckets=_RTF_BUCKETS,
 )
 IN_FLIGHT: Final = Gauge(
@@ -84,9 +121,6 @@ class ModelMetrics:
 
     def __init__(self, model: str):
         self.model = model
-        self.time_to_first_audio = TIME_TO_FIRST_AUDIO.labels(model)
-        self.audio_seconds = AUDIO.labels(model)
-        self.real_time_factor = REAL_TIME_FACTOR.labels(model)
         self.in_flight = IN_FLIGHT.labels(model)
         self.waiting = WAITING.labels(model)
         self.queue_wait = QUEUE_WAIT.labels(model)
@@ -94,6 +128,21 @@ class ModelMetrics:
 
     def request(self, outcome: Outcome, code: int) -> None:
         REQUESTS.labels(self.model, outcome.value, str(code)).inc()
+
+    def session(self, outcome: SessionOutcome) -> None:
+        SESSIONS.labels(self.model, outcome.value).inc()
+
+    def utterance(self, transport: Transport, outcome: UtteranceOutcome) -> None:
+        UTTERANCES.labels(self.model, transport.value, outcome.value).inc()
+
+    def first_audio(self, transport: Transport, seconds: float) -> None:
+        TIME_TO_FIRST_AUDIO.labels(self.model, transport.value).observe(seconds)
+
+    def audio(self, transport: Transport, seconds: float) -> None:
+        AUDIO.labels(self.model, transport.value).inc(seconds)
+
+    def real_time_factor(self, transport: Transport, factor: float) -> None:
+        REAL_TIME_FACTOR.labels(self.model, transport.value).observe(factor)
 
     def voice_cache(self, hit: bool) -> None:
         VOICE_CACHE.labels(self.model, "hit" if hit else "miss").inc()
@@ -103,6 +152,8 @@ def outcome_of(code: int) -> Outcome:
     """The outcome of a request answered with `code` before any audio."""
     if code == 200:
         return Outcome.ok
+    if code == 401:
+        return Outcome.unauthorized
     if code == 503:
         return Outcome.busy
     if code == 499:

@@ -1,4 +1,6 @@
-"""One realtime (WebSocket) session: text in over time, audio and word times out.
+"""The WebSocket transport: one realtime session, text in over time, audio and
+word times out. It translates protocol events into units for the serving core
+(`synthesis.py`), which admits and runs each, and the runs' audio back into events.
 
 A Truss's `async def websocket(self, websocket)` hands truss's (starlette)
 WebSocket, already accepted, to `RealtimeService.serve`. Three tasks share the
@@ -7,10 +9,10 @@ session:
 - the reader takes client messages (realtime_protocol.py), keeps the text
   buffer (text.IncrementalText) and queues each speakable unit the moment the
   buffer holds one;
-- the producer synthesizes the queued units one after another, each on a worker
-  thread, while the sender is still sending earlier units' audio (pipelined), but
-  never more than `TTS_MAX_AHEAD_S` of audio ahead of what the socket has taken
-  (the same backpressure as the HTTP path);
+- the producer hands the queued units to the core one after another, each a run
+  on its worker thread, while the sender is still sending earlier units' audio
+  (pipelined), but never more than `TTS_MAX_AHEAD_S` of audio ahead of what the
+  socket has taken (one `Backlog` for the session's runs);
 - the sender sends, in order: `audio.start`, binary PCM, `audio.done` per unit,
   and `session.done` once everything an `input.done` flushed is sent.
 
@@ -23,8 +25,10 @@ shut out speaking ones. Later units of a turn are made while earlier ones play,
 so their wait for a slot is hidden by the audio in hand.
 
 Barge-in: `session.close`, a closed socket, a cut (read timeout) or a timeout
-sets the session's cancel event: the worker stops at its next chunk, hands back
-its CPU turn and slot, and the queued units are dropped.
+ends the session's tasks: the producer's run is cancelled (its worker stops at
+its next chunk and hands back its CPU turn and slot), a unit waiting for a slot
+leaves the queue, and the queued units are dropped. Each session is counted once
+by how it ended (`tts_sessions_total`).
 """
 
 from __future__ import annotations
@@ -35,18 +39,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from . import replies
 from .audio import StreamEncoder
-from .auth import REFUSAL, ApiKeyCheck, api_key
-from .contract import AudioFormat
-from .metrics import ModelMetrics
+from .auth import REFUSAL, ApiKeyCheck
+from .contract import AudioFormat, FieldError
+from .engine import Engine
+from .metrics import SessionOutcome, Transport
 from .realtime_protocol import (
     AudioDone,
     AudioStart,
@@ -64,47 +68,18 @@ from .realtime_protocol import (
     message_type,
     parse_message,
 )
-from .settings import RealtimeSettings, ServingSettings
-from .slots import Busy, ClientGone, SlotGate
-from .streaming import POLL_S, Backlog, cap_send_buffer
+from .settings import RealtimeSettings
+from .slots import Busy, ClientGone
+from .sockets import cap_send_buffer
+from .synthesis import POLL_S, Audio, Backlog, Finished, Run, RunFailed, RunStalled, SynthesisCore, WordTime
 from .text import IncrementalText
 
 logger = logging.getLogger(__name__)
 
 # Close codes (RFC 6455): normal, policy violation (timeouts, auth), internal error.
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_ERROR = 1000, 1008, 1011
-
-
-@dataclass
-class Utterance:
-    """A model's synthesis of one unit: `chunks(cancel)` yields float32 mono audio
-    at `model_rate` and returns soon after `cancel` is set; `words()`, called once
-    the chunks are exhausted, gives the unit's word times (None: the model has none)."""
-
-    model_rate: int
-    chunks: Callable[[threading.Event], Generator[np.ndarray, None, None]]
-    words: Callable[[], WordAlignment | None] = lambda: None
-
-
-class RealtimeModel(Protocol):
-    """What a Truss's adapter gives the session: its config schema, checks and synthesis."""
-
-    @property
-    def config_model(self) -> type[SessionConfig]:
-        """The Truss's SessionConfig subclass (its own fields and bounds)."""
-
-    @property
-    def max_unit_chars(self) -> int:
-        """A unit longer than this is split at its own punctuation (the HTTP path's limit)."""
-
-    def check(self, config: Any) -> None:
-        """Raise ProtocolError naming the field (an unknown voice, say)."""
-
-    def voices(self) -> VoiceList: ...
-
-    def utterance(self, text: str, config: Any, in_hand_s: float) -> Utterance | None:
-        """The unit's synthesis (None: nothing to say). `in_hand_s`: audio the
-        listener has before it needs this unit's first chunk."""
+# Close codes a client sends when it ends a session on purpose.
+_CLIENT_CLOSED = frozenset({1000, 1001})
 
 
 # A Truss's own control messages (e.g. voice.add): the raw message in, the reply out (an
@@ -113,55 +88,44 @@ ControlHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class RealtimeService:
-    """The realtime endpoint of one model instance: auth, slots, sessions."""
+    """The WebSocket face of one model instance: auth, sessions, over the serving core."""
 
     def __init__(
         self,
-        model: RealtimeModel,
-        serving: ServingSettings,
-        realtime: RealtimeSettings,
-        model_name: str,
+        core: SynthesisCore,
+        engine: Engine,
+        config_model: type[SessionConfig],
+        settings: RealtimeSettings,
         key: str | None = None,
         control: Mapping[str, ControlHandler] | None = None,
-        behind: Callable[[], float] | None = None,
+        voice_list: Callable[[], VoiceList] | None = None,
     ):
-        """`behind`: for a model that measures its load (piper's CPU lanes), units
-        are admitted by that load (`slots.LoadCheck`), as over HTTP."""
-        self.model = model
-        self.serving = serving
-        self.realtime = realtime
-        self.metrics = ModelMetrics(model_name)
+        """`config_model`: the Truss's SessionConfig (with its engine's options);
+        `control`: the Truss's own messages; `voice_list`: its answer to voice.list
+        (default: the engine's voices)."""
+        self.core = core
+        self.engine = engine
+        self.config_model = config_model
+        self.realtime = settings
         self.control = dict(control or {})
-        self.gate = SlotGate.serving(serving, behind)
+        self.voice_list = voice_list or (lambda: VoiceList(voices=engine.voice_names()))
         self._auth = ApiKeyCheck(key)
-        self.stalled_workers = 0
 
-    @classmethod
-    def for_truss(
-        cls,
-        truss_kwargs: Mapping[str, Any],
-        model: RealtimeModel,
-        control: Mapping[str, ControlHandler] | None = None,
-        behind: Callable[[], float] | None = None,
-    ) -> RealtimeService:
-        return cls(
-            model,
-            ServingSettings.from_env(),
-            RealtimeSettings.from_env(),
-            truss_kwargs["config"]["model_name"],
-            api_key(truss_kwargs.get("secrets")),
-            control,
-            behind,
-        )
-
-    def healthy(self) -> bool:
-        """False while a synthesis the stall watchdog abandoned has not returned."""
-        return self.stalled_workers == 0
+    def check(self, config: SessionConfig) -> None:
+        """The engine's checks of a session.config, as protocol errors naming the field."""
+        try:
+            if config.word_timestamps and not self.engine.word_times:
+                raise FieldError("timestamp_type", 'this model gives no word timestamps; send "none"')
+            self.engine.language(config.language)
+            self.engine.check_voice(config.voice)
+        except FieldError as exc:
+            raise ProtocolError.of(exc.field, exc.message, config.type) from None
 
     async def serve(self, websocket: WebSocket) -> None:
         rid = replies.request_id(websocket)
         # truss has accepted the socket before the model sees it: refuse in-band.
-        if not self._auth.accepts(websocket, rid):
+        if not self._auth.accepts(websocket.headers, rid):
+            self.core.metrics.session(SessionOutcome.unauthorized)
             await _close(
                 websocket, CLOSE_POLICY, ErrorEvent(message=REFUSAL, field="authorization", fatal=True)
             )
@@ -188,37 +152,33 @@ class _Flush:
     """An input.done's place in the unit queue."""
 
 
-@dataclass
-class _Audio:
-    data: bytes
-    seconds: float
-
-
 class _Stop(Exception):
-    """Ends the session: the error event to send (if any) and the close code."""
+    """Ends the session: its outcome, the close code and the error event to send (if any)."""
 
-    def __init__(self, code: int, event: ErrorEvent | None = None):
+    def __init__(self, outcome: SessionOutcome, code: int, event: ErrorEvent | None = None):
         super().__init__(event.message if event else "")
+        self.outcome = outcome
         self.code = code
         self.event = event
 
 
-_Out = _Audio | AudioStart | AudioDone | SessionDone | ErrorEvent
+_Out = Audio | AudioStart | AudioDone | SessionDone | ErrorEvent
 
 
 class _Session:
     def __init__(self, service: RealtimeService, websocket: WebSocket, rid: str):
         self.service = service
-        self.model = service.model
+        self.core = service.core
+        self.engine = service.engine
         self.ws = websocket
         self.rid = rid
         self.config: SessionConfig | None = None
-        self.text = IncrementalText(self.model.max_unit_chars)
+        self.text = IncrementalText(self.engine.max_unit_chars(self.engine.language(None)))
         self.units: asyncio.Queue[_Unit | _Flush] = asyncio.Queue()
         self.out: asyncio.Queue[_Out] = asyncio.Queue()
         self.queued_chars = 0  # text in queued units, not yet handed to the model
-        self.cancel = threading.Event()  # the whole session stops
-        self.backlog = Backlog(service.serving.max_ahead_s, self.cancel)
+        self.closing = threading.Event()  # the whole session stops
+        self.backlog = Backlog(self.core.settings.max_ahead_s)  # shared by the session's runs
         self.playback_end = 0.0  # when the listener runs out of audio sent so far
         self.working = False  # the producer is on a unit
         self.sending = False
@@ -232,14 +192,14 @@ class _Session:
         # As over HTTP: what a client has not read stays near the backlog, not the
         # kernel's autotuned megabytes; sized at 24 kHz PCM, the default rate, since
         # a session's rate may change between turns.
-        if not cap_send_buffer(self.ws, 48000, self.service.serving.max_ahead_s):
+        if not cap_send_buffer(self.ws, 48000, self.core.settings.max_ahead_s):
             logger.debug("[%s] could not cap the socket's send buffer", self.rid)
         tasks = {
             asyncio.create_task(self._read(), name=f"ws-read-{self.rid[:8]}"),
             asyncio.create_task(self._send_loop(), name=f"ws-send-{self.rid[:8]}"),
             asyncio.create_task(self._produce(), name=f"ws-produce-{self.rid[:8]}"),
         }
-        stop = _Stop(CLOSE_NORMAL)
+        stop = _Stop(SessionOutcome.ok, CLOSE_NORMAL)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -248,15 +208,18 @@ class _Session:
                     stop = error
                 elif error is not None:
                     logger.error("[%s] realtime session failed", self.rid, exc_info=error)
-                    stop = _Stop(CLOSE_ERROR, self._internal_error("the session failed"))
+                    stop = _Stop(
+                        SessionOutcome.error, CLOSE_ERROR, self._internal_error("the session failed")
+                    )
         finally:
-            self.cancel.set()  # barge-in: the worker stops at its next chunk
-            self.backlog.take(0.0)  # wake a worker waiting for room
+            self.closing.set()  # barge-in: admission stops waiting for this session
+            self.backlog.wake()
             for task in tasks:
-                task.cancel()
+                task.cancel()  # the producer's run is cancelled as its task ends
             await asyncio.gather(*tasks, return_exceptions=True)
             await _close(self.ws, stop.code, stop.event)
-            logger.info("[%s] realtime session closed (%s)", self.rid, stop.code)
+            self.core.metrics.session(stop.outcome)
+            logger.info("[%s] realtime session closed (%s, %s)", self.rid, stop.code, stop.outcome.value)
 
     def _internal_error(self, what: str, index: int | None = None, fatal: bool = True) -> ErrorEvent:
         return ErrorEvent(
@@ -291,12 +254,15 @@ class _Session:
                     continue
                 what = "no message" if self.config else "no session.config"
                 raise _Stop(
+                    SessionOutcome.timeout,
                     CLOSE_POLICY if self.config is None else CLOSE_NORMAL,
                     ErrorEvent(message=f"{what} for {limit:g} s: closing", fatal=True),
                 ) from None
             if message["type"] == "websocket.disconnect":
-                logger.info("[%s] client closed the socket", self.rid)
-                return
+                code = message.get("code", CLOSE_NORMAL)
+                logger.info("[%s] client closed the socket (%s)", self.rid, code)
+                clean = code in _CLIENT_CLOSED
+                raise _Stop(SessionOutcome.ok if clean else SessionOutcome.client_gone, CLOSE_NORMAL)
             self.last_heard = time.monotonic()
             try:
                 await self._handle(message)
@@ -313,13 +279,14 @@ class _Session:
         if size > limit:
             raise ProtocolError.of("message", f"is {size} bytes; at most {limit}")
         kind, data = message_type(raw)
-        parsed = parse_message(kind, data, self.model.config_model, tuple(self.service.control))
+        parsed = parse_message(kind, data, self.service.config_model, tuple(self.service.control))
         if isinstance(parsed, dict):
             reply = await self.service.control[kind](parsed)
             await self._send_event(reply)
         elif isinstance(parsed, SessionConfig):
-            self.model.check(parsed)
+            self.service.check(parsed)
             self.config = parsed
+            self.text.max_chars = self.engine.max_unit_chars(self.engine.language(parsed.language))
         elif isinstance(parsed, InputText):
             self._take_text(parsed.text)
         elif isinstance(parsed, InputDone):
@@ -327,10 +294,10 @@ class _Session:
                 self._queue(unit)
             self.units.put_nowait(_Flush())
         elif isinstance(parsed, VoiceListRequest):
-            await self._send_event(self.model.voices())
+            await self._send_event(self.service.voice_list())
         elif isinstance(parsed, SessionClose):
             logger.info("[%s] session.close", self.rid)
-            raise _Stop(CLOSE_NORMAL)
+            raise _Stop(SessionOutcome.ok, CLOSE_NORMAL)
 
     def _take_text(self, text: str) -> None:
         if self.config is None:
@@ -363,146 +330,72 @@ class _Session:
                     index = 0
                     continue
                 self.queued_chars -= len(item.text)
-                if await self._speak(item, index):
+                if self.engine.speakable(item.text):
+                    await self._speak(item, index)
                     index += 1
             finally:
                 self.working = False
 
-    async def _speak(self, unit: _Unit, index: int) -> bool:
-        """Synthesize one unit into the outbox; True if it was given an index."""
+    async def _speak(self, unit: _Unit, index: int) -> None:
+        """Synthesize one unit into the outbox; returns once all its audio is made
+        (not sent), so the next unit is made while this one plays."""
+        config, engine = unit.config, self.engine
         try:
-            utterance = await asyncio.to_thread(
-                self.model.utterance, unit.text, unit.config, self.in_hand_s()
+            synthesis = await asyncio.to_thread(
+                engine.synthesis,
+                [unit.text],
+                engine.language(config.language),
+                config.voice,
+                config,
+                self.in_hand_s(),
             )
         except Exception:
             logger.exception("[%s] preparing unit %d failed", self.rid, index)
             self.out.put_nowait(
                 self._internal_error(f"preparing sentence {index} failed", index, fatal=False)
             )
-            return True
-        if utterance is None:
-            return False  # nothing speakable (punctuation alone, say)
-        if not await self._admit(index):
-            return True
-        await self._synthesize(unit, utterance, index)
-        return True
-
-    async def _admit(self, index: int) -> bool:
-        metrics, started = self.service.metrics, time.monotonic()
-        metrics.waiting.inc()
+            return
         try:
-            await self.service.gate.acquire(gone=self._gone)
+            lease = await self.core.admit(Transport.websocket, self.rid, gone=self._gone)
         except Busy as exc:
-            logger.info("[%s] unit %d: %s", self.rid, index, exc)
             self.out.put_nowait(ErrorEvent(message=str(exc), sentence_index=index))
-            return False
+            return
         except ClientGone:
-            return False
+            return
+        run = Run(
+            self.core,
+            lease,
+            synthesis,
+            StreamEncoder(synthesis.model_rate, config.sample_rate, AudioFormat.pcm),
+            self.backlog,
+            Transport.websocket,
+            started_at=unit.queued_at,
+            rid=self.rid,
+            words=config.word_timestamps,
+        )
+        start = AudioStart(sentence_index=index, sample_rate=config.sample_rate, text=unit.text)
+        started = False
+        try:
+            while True:
+                item = await run.next()
+                if not started:
+                    self.out.put_nowait(start)
+                    started = True
+                if isinstance(item, Finished):
+                    self.out.put_nowait(_done(index, item))
+                    return
+                self.out.put_nowait(item)
+        except RunFailed:
+            self.out.put_nowait(
+                self._internal_error(f"synthesis of sentence {index} failed", index, fatal=False)
+            )
+        except RunStalled:
+            self.out.put_nowait(self._internal_error(f"synthesis of sentence {index} stalled", index))
         finally:
-            metrics.waiting.dec()
-        metrics.queue_wait.observe(time.monotonic() - started)
-        metrics.in_flight.inc()
-        return True
+            run.cancel()  # barge-in, or the session ending, stops the worker at its next chunk
 
     async def _gone(self) -> bool:
-        return self.cancel.is_set()
-
-    async def _synthesize(self, unit: _Unit, utterance: Utterance, index: int) -> None:
-        """Runs the unit's worker thread; returns once it has made all its audio
-        (not once that audio is sent), so the next unit starts while this one plays."""
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Future[None] = loop.create_future()
-        cancel = threading.Event()
-        in_model_since: list[float | None] = [None]
-        metrics = self.service.metrics
-        config = unit.config
-        encoder = StreamEncoder(utterance.model_rate, config.sample_rate, AudioFormat.pcm)
-
-        def put(item: _Out) -> None:
-            loop.call_soon_threadsafe(self.out.put_nowait, item)
-
-        def work() -> None:
-            chunks = utterance.chunks(cancel)
-            model_s = audio_s = 0.0
-            try:
-                with contextlib.closing(chunks):
-                    while not (cancel.is_set() or self.cancel.is_set()):
-                        in_model_since[0] = since = time.monotonic()
-                        chunk = next(chunks, None)
-                        in_model_since[0] = None
-                        model_s += time.monotonic() - since
-                        if chunk is None or cancel.is_set() or self.cancel.is_set():
-                            break
-                        if audio_s == 0.0:
-                            metrics.time_to_first_audio.observe(time.monotonic() - unit.queued_at)
-                            put(
-                                AudioStart(
-                                    sentence_index=index, sample_rate=config.sample_rate, text=unit.text
-                                )
-                            )
-                        seconds = len(chunk) / utterance.model_rate
-                        audio_s += seconds
-                        metrics.audio_seconds.inc(seconds)
-                        data = encoder.encode(chunk)
-                        if data:
-                            self.backlog.add(seconds)
-                            put(_Audio(data, seconds))
-                        if not self.backlog.wait_for_room():
-                            break
-                if cancel.is_set() or self.cancel.is_set():
-                    logger.info("[%s] unit %d cancelled", self.rid, index)
-                    return
-                if audio_s == 0.0:
-                    put(AudioStart(sentence_index=index, sample_rate=config.sample_rate, text=unit.text))
-                tail = encoder.finish()
-                if tail:
-                    put(_Audio(tail, 0.0))
-                words = utterance.words() if config.word_timestamps else None
-                put(
-                    AudioDone(
-                        sentence_index=index,
-                        audio_seconds=round(audio_s, 6),
-                        timestamp_info=TimestampInfo(word_alignment=words) if words else None,
-                    )
-                )
-                if audio_s > 0:
-                    metrics.real_time_factor.observe(model_s / audio_s)
-            except BaseException:  # reported to the client, never swallowed
-                logger.exception("[%s] synthesis of unit %d failed", self.rid, index)
-                put(self._internal_error(f"synthesis of sentence {index} failed", index, fatal=False))
-            finally:
-                in_model_since[0] = None
-                loop.call_soon_threadsafe(done)
-
-        stalled = False
-
-        def done() -> None:  # on the event loop
-            if stalled:
-                self.service.stalled_workers -= 1
-                logger.warning("[%s] abandoned synthesis returned", self.rid)
-            else:
-                self._release()
-            if not finished.done():
-                finished.set_result(None)
-
-        threading.Thread(target=work, name=f"tts-ws-{self.rid[:8]}-{index}", daemon=True).start()
-        stall_s = self.service.serving.stall_timeout_s
-        while not finished.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(finished), timeout=POLL_S)
-            since = in_model_since[0]
-            if since is not None and time.monotonic() - since > stall_s and not finished.done():
-                stalled = True
-                self.service.stalled_workers += 1
-                cancel.set()
-                self._release()
-                logger.error("[%s] unit %d yielded nothing for %g s: abandoned", self.rid, index, stall_s)
-                self.out.put_nowait(self._internal_error(f"synthesis of sentence {index} stalled", index))
-                return
-
-    def _release(self) -> None:
-        self.service.gate.release()
-        self.service.metrics.in_flight.dec()
+        return self.closing.is_set()
 
     # -- sender ------------------------------------------------------------------
 
@@ -511,14 +404,14 @@ class _Session:
             item = await self.out.get()
             self.sending = True
             try:
-                if isinstance(item, _Audio):
+                if isinstance(item, Audio):
                     await self._send(item.data)
                     self.backlog.take(item.seconds)
                     self.playback_end = max(self.playback_end, time.monotonic()) + item.seconds
                 else:
                     await self._send_event(item)
                     if isinstance(item, ErrorEvent) and item.fatal:
-                        raise _Stop(CLOSE_ERROR)
+                        raise _Stop(SessionOutcome.error, CLOSE_ERROR)
             finally:
                 self.sending = False
 
@@ -528,7 +421,7 @@ class _Session:
 
     async def _send(self, payload: str | bytes) -> None:
         """One frame; a client that takes nothing for TTS_READ_TIMEOUT_S is cut."""
-        timeout = self.service.serving.read_timeout_s
+        timeout = self.core.settings.read_timeout_s
         async with self._send_lock:
             try:
                 if isinstance(payload, bytes):
@@ -537,7 +430,24 @@ class _Session:
                     await asyncio.wait_for(self.ws.send_text(payload), timeout)
             except TimeoutError:
                 logger.info("[%s] client took nothing for %g s: cut", self.rid, timeout)
-                raise _Stop(CLOSE_POLICY) from None
+                raise _Stop(SessionOutcome.timeout, CLOSE_POLICY) from None
             except WebSocketDisconnect:
                 logger.info("[%s] client gone while sending", self.rid)
-                raise _Stop(CLOSE_NORMAL) from None
+                raise _Stop(SessionOutcome.client_gone, CLOSE_NORMAL) from None
+
+
+def _done(index: int, finished: Finished) -> AudioDone:
+    words = finished.words
+    return AudioDone(
+        sentence_index=index,
+        audio_seconds=finished.audio_s,
+        timestamp_info=TimestampInfo(word_alignment=_alignment(words)) if words else None,
+    )
+
+
+def _alignment(words: list[WordTime]) -> WordAlignment:
+    return WordAlignment(
+        words=[w.word for w in words],
+        word_start_times_seconds=[w.start_s for w in words],
+        word_end_times_seconds=[w.end_s for w in words],
+    )

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
 from .contract import RequestError
-from .metrics import ModelMetrics
-from .slots import Busy, ClientGone, SlotGate
 
 logger = logging.getLogger(__name__)
 
@@ -65,27 +62,12 @@ def internal_error(what: str, rid: str) -> JSONResponse:
     return json_error(500, f"{what}; the server log has details under request id {rid}", rid)
 
 
+def unauthorized(message: str, rid: str) -> JSONResponse:
+    return json_error(
+        401, message, rid, field="authorization", headers={"WWW-Authenticate": 'Bearer realm="tts"'}
+    )
+
+
 def client_gone(rid: str) -> Response:
     """499 (nginx's "client closed request"): nobody reads it; it names the outcome in logs."""
     return Response(status_code=499, headers={REQUEST_ID_HEADER: rid})
-
-
-async def admit(gate: SlotGate, request: Request, rid: str, metrics: ModelMetrics) -> Response | None:
-    """Wait for one of `gate`'s slots. None once a slot is held (the caller releases
-    it and lowers `metrics.in_flight`); otherwise the answer for a request that
-    never started: 503 or 499."""
-    started = time.monotonic()
-    metrics.waiting.inc()
-    try:
-        await gate.acquire(gone=request.is_disconnected)
-    except Busy as exc:
-        logger.info("[%s] %s", rid, exc)
-        return busy(str(exc), rid)
-    except ClientGone:
-        logger.info("[%s] client left while waiting for a slot; never started", rid)
-        return client_gone(rid)
-    finally:
-        metrics.waiting.dec()
-    metrics.queue_wait.observe(time.monotonic() - started)
-    metrics.in_flight.inc()
-    return None

@@ -1,112 +1,89 @@
-"""Every knob a Truss reads, in one place: typed, with its default, read once at load.
+"""Every knob a Truss reads, in one place: typed, bounded, with its default.
 
 Environment variables come from config.yaml's `environment_variables` (a deployment
 changes them without a rebuild); `model_metadata` holds what describes the model
-itself. Each class reads one Truss's (or one shared module's) knobs; the README's
-settings table lists the same names and defaults.
+itself. Each class is a frozen pydantic model of one concern's knobs (a model's own
+beside its engine, on the `Settings` base here): pydantic does
+the types and bounds; `load` maps each field to where it is read and turns a bad
+value into a startup error naming the variable. A Truss loads its settings once,
+when it starts, and passes them down: this is the only module that reads
+`os.environ`. The settings table in docs/operations.md lists the same names.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Final, Self
+from typing import Any, ClassVar, Self
 
-_TRUE: Final = ("1", "true", "yes")
-
-
-# Counts that may be zero (every other number must be positive).
-_ZERO_ALLOWED: Final = frozenset({"TTS_CPU_SPARE_LANES"})
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
-def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a {kind.__name__}, not {raw!r}") from None
-    if value < 0 or (value == 0 and name not in _ZERO_ALLOWED):
-        raise ValueError(
-            f"{name} must be {'at least 0' if name in _ZERO_ALLOWED else 'positive'}, not {raw!r}"
-        )
-    return value
+def lower(value: Any) -> Any:
+    """A before-validator: words such as a dtype are read case-insensitively."""
+    return value.lower() if isinstance(value, str) else value
 
 
-def _read(cls: type[Any], names: Mapping[str, str], source: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of `cls` found in `source` under `names[field]`, converted to the
-    field's declared type; absent or blank values keep the class default."""
-    values: dict[str, Any] = {}
-    for spec in fields(cls):
-        name = names.get(spec.name)
-        if name is None or source.get(name) is None:
-            continue
-        raw = str(source[name]).strip()
-        if not raw:
-            continue
-        kind = str(spec.type).replace(" | None", "")
-        if kind == "bool":
-            values[spec.name] = raw.lower() in _TRUE
-        elif kind in ("int", "float"):
-            values[spec.name] = _number(name, raw, int if kind == "int" else float)
-        else:
-            values[spec.name] = raw
-    return values
+class Settings(BaseModel):
+    """`_ENV` names the environment variable of each field read from the
+    environment; `_METADATA` the fields read from model_metadata (under their own
+    names). Blank or absent values keep the default."""
 
-
-class _Settings:
-    """Reads a frozen dataclass's fields: `_ENV` names their environment variables,
-    `_METADATA` the fields read from model_metadata (under their own names),
-    `_CHOICES` the words a text field takes."""
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     _ENV: ClassVar[dict[str, str]] = {}
     _METADATA: ClassVar[tuple[str, ...]] = ()
-    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @classmethod
     def load(cls, metadata: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Self:
-        values = {
-            **_read(cls, {key: key for key in cls._METADATA}, metadata),
-            **_read(cls, cls._ENV, environ),
-        }
-        for field, choices in cls._CHOICES.items():
-            if field in values:
-                values[field] = values[field].lower()
-                if values[field] not in choices:
-                    raise ValueError(
-                        f"{cls._ENV[field]} must be one of {', '.join(choices)}, not {values[field]!r}"
-                    )
-        return cls(**values)
+        where: dict[str, str] = {}  # field -> the name it was read under, for errors
+        values: dict[str, Any] = {}
+        sources = [({name: name for name in cls._METADATA}, metadata), (cls._ENV, environ)]
+        for names, source in sources:
+            for field, name in names.items():
+                raw = source.get(name)
+                if raw is None or (isinstance(raw, str) and not raw.strip()):
+                    continue
+                values[field] = raw.strip() if isinstance(raw, str) else raw
+                where[field] = name
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = [
+                f"{where.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']} (got {err['input']!r})"
+                for err in exc.errors(include_url=False)
+            ]
+            raise ValueError("bad setting: " + "; ".join(problems)) from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
         return cls.load({}, environ)
 
 
-@dataclass(frozen=True)
-class ServingSettings(_Settings):
-    """Admission and stream limits of the shared serving code (`streaming.py`)."""
+class ServingSettings(Settings):
+    """Admission and stream limits of the serving core (`synthesis.py`), on every transport."""
 
     # Syntheses at once in one replica; more wait for a slot.
-    max_streams: int = 1
+    max_streams: int = Field(1, ge=1)
     # Longest wait for a slot before 503 (kept under the LiveKit plugin's 10 s read
     # timeout, so the plugin hears the 503 and can retry elsewhere).
-    queue_timeout_s: float = 8.0
+    queue_timeout_s: float = Field(8.0, gt=0)
     # Audio a stream may hold in the server beyond what its connection has taken:
     # synthesis pauses there until the client reads (backpressure).
-    max_ahead_s: float = 4.0
+    max_ahead_s: float = Field(4.0, gt=0)
     # A client that takes no audio for this long is cut and its slot freed.
-    read_timeout_s: float = 30.0
+    read_timeout_s: float = Field(30.0, gt=0)
     # A synthesis that yields nothing for this long is aborted; the replica reports
     # unhealthy until that work returns.
-    stall_timeout_s: float = 60.0
+    stall_timeout_s: float = Field(60.0, gt=0)
     # Largest request body (enough for an 8 MB reference clip in base64 plus text).
-    max_body_bytes: int = 12 * 1024 * 1024
+    max_body_bytes: int = Field(12 * 1024 * 1024, ge=1)
     # Admission by load, for a model that measures it (piper's CPU lanes): a new
     # request starts at once unless some stream's CPU work is due to be served more
     # than this past its listener's need; then it waits up to `overload_wait_s`
     # for the model to catch up, and is refused (503, Retry-After) after that.
-    admit_behind_s: float = 0.25
-    overload_wait_s: float = 1.0
+    admit_behind_s: float = Field(0.25, gt=0)
+    overload_wait_s: float = Field(1.0, gt=0)
 
     _ENV: ClassVar[dict[str, str]] = {
         "max_streams": "TTS_MAX_STREAMS",
@@ -120,23 +97,22 @@ class ServingSettings(_Settings):
     }
 
 
-@dataclass(frozen=True)
-class RealtimeSettings(_Settings):
-    """The WebSocket (realtime) sessions' own bounds (`realtime_session.py`); their
-    admission, backpressure, read and stall limits are ServingSettings'."""
+class RealtimeSettings(Settings):
+    """The WebSocket sessions' own bounds (`realtime_session.py`); their admission,
+    backpressure, read and stall limits are ServingSettings'."""
 
     # A socket that has sent no valid session.config this long after it opened is closed.
-    config_timeout_s: float = 10.0
+    config_timeout_s: float = Field(10.0, gt=0)
     # A configured session with nothing in flight that hears nothing this long is closed
     # (the LiveKit plugin keeps a parked socket alive with an empty input.done every 15 s).
-    idle_timeout_s: float = 30.0
+    idle_timeout_s: float = Field(30.0, gt=0)
     # Largest client message (UTF-8 bytes of one text frame).
-    max_message_bytes: int = 1024 * 1024
+    max_message_bytes: int = Field(1024 * 1024, ge=1)
     # Text received but not yet synthesized, in characters: input.text beyond it is refused.
-    max_buffered_chars: int = 20000
+    max_buffered_chars: int = Field(20000, ge=1)
     # While the listener has less audio in hand than this, a sentence still arriving is
     # started at a clause break it already has (a comma, say) instead of waiting for its end.
-    eager_below_s: float = 1.0
+    eager_below_s: float = Field(1.0, gt=0)
 
     _ENV: ClassVar[dict[str, str]] = {
         "config_timeout_s": "TTS_WS_CONFIG_TIMEOUT_S",
@@ -147,82 +123,12 @@ class RealtimeSettings(_Settings):
     }
 
 
-@dataclass(frozen=True)
-class CpuSettings(_Settings):
+class CpuSettings(Settings):
     """CPU lanes for model work on CPU-only Trusses (`cpu_lanes.py`)."""
 
     # Lanes (one ONNX run each) at once; None: the cores this process may run on.
-    lanes: int | None = None
+    lanes: int | None = Field(None, ge=1)
     # Extra lanes an urgent stream may take when every lane is busy.
-    spare_lanes: int = 1
+    spare_lanes: int = Field(1, ge=0)
 
     _ENV: ClassVar[dict[str, str]] = {"lanes": "TTS_CPU_LANES", "spare_lanes": "TTS_CPU_SPARE_LANES"}
-
-
-@dataclass(frozen=True)
-class PiperSettings(_Settings):
-    """piper-streaming's own knobs."""
-
-    # Most ONNX threads one run may use; None: one per CPU lane.
-    max_threads: int | None = None
-    # The name requests may give as `voice`; the weights are always the bundled voice.
-    voice: str = "en_US-joe-medium"
-
-    _ENV: ClassVar[dict[str, str]] = {"max_threads": "PIPER_MAX_THREADS"}
-    _METADATA: ClassVar[tuple[str, ...]] = ("voice",)
-
-
-XTTS_STREAM_DECODERS: Final = ("incremental", "stock")
-
-
-@dataclass(frozen=True)
-class XttsSettings(_Settings):
-    """xtts-streaming's own knobs (environment and model_metadata)."""
-
-    # DeepSpeed inference on CUDA (deepspeed must be in the requirements).
-    deepspeed: bool = False
-    # fp16 autocast on CUDA.
-    half: bool = False
-    # "incremental": constant-cost chunk decode; "stock": Xtts.inference_stream.
-    stream_decoder: str = "incremental"
-    # Voice used when a request names none ("": the first voice found).
-    default_voice: str = ""
-    # Cloned voices (reference clips) kept in the speaker cache.
-    max_cloned_voices: int = 64
-
-    _ENV: ClassVar[dict[str, str]] = {
-        "deepspeed": "XTTS_DEEPSPEED",
-        "half": "XTTS_HALF",
-        "stream_decoder": "XTTS_STREAM_DECODER",
-    }
-    _METADATA: ClassVar[tuple[str, ...]] = ("default_voice", "max_cloned_voices")
-    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"stream_decoder": XTTS_STREAM_DECODERS}
-
-
-PARLER_DTYPES: Final = ("auto", "float32", "float16", "bfloat16")
-
-
-@dataclass(frozen=True)
-class ParlerSettings(_Settings):
-    """parler-batch's own knobs (environment and model_metadata); its queue timeout
-    and body limit are ServingSettings'."""
-
-    # "auto": bfloat16 on GPUs that have it, float16 on others, float32 on CPU.
-    dtype: str = "auto"
-    # torch.compile the decoder with a static cache; each new batch shape compiles once.
-    compile: bool = False
-    compile_mode: str = "reduce-overhead"
-    # Items one request may carry.
-    max_batch_items: int = 16
-    # Items one generate() call may carry.
-    max_generate_batch: int = 16
-    # Prompts are left-padded to a multiple of this many tokens (reproducible seeds).
-    prompt_bucket_tokens: int = 32
-
-    _ENV: ClassVar[dict[str, str]] = {
-        "dtype": "PARLER_DTYPE",
-        "compile": "PARLER_COMPILE",
-        "compile_mode": "PARLER_COMPILE_MODE",
-    }
-    _METADATA: ClassVar[tuple[str, ...]] = ("max_batch_items", "max_generate_batch", "prompt_bucket_tokens")
-    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"dtype": PARLER_DTYPES}

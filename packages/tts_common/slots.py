@@ -12,8 +12,7 @@ stall. The slot count then only caps memory and threads."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .settings import ServingSettings
@@ -121,11 +120,3 @@ class SlotGate:
     def release(self) -> None:
         assert self._semaphore is not None
         self._semaphore.release()
-
-    @contextlib.asynccontextmanager
-    async def slot(self, gone: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[None]:
-        await self.acquire(gone)
-        try:
-            yield
-        finally:
-            self.release()

@@ -19,10 +19,13 @@ from pydantic import AliasChoices, BaseModel, Field
 from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
 
-from tts_common.reference_audio import to_mono
-from tts_common.settings import XttsSettings
+from tts_common.contract import FieldError
+from tts_common.reference_audio import ReferenceClip, to_mono
 from tts_common.speaker_cache import SpeakerCache, content_key
+from tts_common.synthesis import Synthesis
+from tts_common.truss_context import TrussContext
 from tts_common.weights import checkpoint_dir
+from xtts_engine.settings import XttsSettings
 from xtts_engine.stream_state import stream_generator, stream_view
 from xtts_engine.streaming_decode import inference_stream_incremental
 
@@ -31,6 +34,8 @@ logger = logging.getLogger(__name__)
 Latents = tuple[torch.Tensor, torch.Tensor]  # (gpt_cond_latent, speaker_embedding)
 # The rate Xtts.get_conditioning_latents loads reference audio at.
 XTTS_REFERENCE_RATE = 22050
+# "Auto" (LiveKit's plugin's default) cannot be detected by XTTS: it speaks this.
+AUTO_LANGUAGE = "en"
 
 
 class Sampling(BaseModel):
@@ -51,14 +56,21 @@ class Sampling(BaseModel):
 
 
 class XttsEngine:
+    """XTTS-v2 behind every XTTS Truss (tts_common.engine.Engine)."""
+
+    word_times = False  # its GPT emits audio codes with no alignment to the text
+
     def __init__(
         self,
         settings: XttsSettings,
         weights_dir: Path,
         data_dir: Path,
         lazy_data: Any = None,
+        on_voice_cache: Callable[[bool], None] = lambda hit: None,
     ) -> None:
+        """`on_voice_cache` hears each cloned-voice cache lookup (hit or not)."""
         self.settings = settings
+        self._on_voice_cache = on_voice_cache
         self._weights_dir = weights_dir
         self._data_dir = data_dir
         self._lazy_data = lazy_data
@@ -71,6 +83,17 @@ class XttsEngine:
         self._half = False
         # "incremental" (default): constant-cost decode (streaming_decode.py); "stock": Xtts.inference_stream.
         self.stream_decoder = settings.stream_decoder
+
+    @classmethod
+    def for_truss(cls, truss: TrussContext, on_voice_cache: Callable[[bool], None]) -> XttsEngine:
+        """The engine of a Truss: its settings, weights mount and data directory."""
+        return cls(
+            XttsSettings.load(truss.metadata),
+            weights_dir=truss.weights_dir,
+            data_dir=truss.data_dir,
+            lazy_data=truss.lazy_data,
+            on_voice_cache=on_voice_cache,
+        )
 
     @property
     def model(self) -> Xtts:
@@ -100,7 +123,7 @@ class XttsEngine:
                 "DeepSpeed inference is not safe for concurrent streams"
             )
         self._half = cuda and self.settings.half
-        checkpoint = checkpoint_dir("XTTS_MODEL_DIR", self._weights_dir, self._lazy_data)
+        checkpoint = checkpoint_dir(self.settings.model_dir, self._weights_dir, self._lazy_data)
         config = XttsConfig()
         config.load_json(str(checkpoint / "config.json"))
         model = Xtts(config)
@@ -137,6 +160,50 @@ class XttsEngine:
         logger.info("%d voices pinned on %s; default %r", len(self.voices), self.device, self.default_voice)
         for _ in self.generate(self.view(0), "Warm up.", "en", self.voices[self.default_voice], Sampling()):
             pass
+
+    def language(self, wanted: str | None) -> str:
+        language = AUTO_LANGUAGE if wanted is None or wanted.lower() == "auto" else wanted
+        if language not in self.languages:
+            raise FieldError(
+                "language", f"unsupported language {wanted!r}; supported: Auto, {', '.join(self.languages)}"
+            )
+        return language
+
+    def check_voice(self, voice: str | None) -> None:
+        if voice is not None and voice not in self.voices:
+            raise FieldError("voice", f"unknown voice {voice!r}; available: {', '.join(sorted(self.voices))}")
+
+    def voice_names(self) -> list[str]:
+        return sorted(self.voices)
+
+    def max_unit_chars(self, language: str) -> int:
+        return self.char_limit(language)
+
+    def speakable(self, text: str) -> bool:
+        return any(c.isalnum() for c in text)
+
+    def synthesis(
+        self,
+        units: list[str],
+        language: str,
+        voice: str | None,
+        options: Sampling,
+        in_hand_s: float = 0.0,
+        clip: ReferenceClip | None = None,
+    ) -> Synthesis:
+        """The audio of `units` in order, in a built-in or uploaded `voice`, or
+        cloned from `clip` (its conditioning computed on the worker, or cached)."""
+        info = {"voice": voice or ("cloned" if clip else self.default_voice)}
+
+        def latents() -> Latents:
+            if clip is None:
+                return self.voices[voice or self.default_voice]
+            found, cached = self.cloned(clip.raw, lambda: clip.samples)
+            info["voice_cache"] = "hit" if cached else "miss"
+            self._on_voice_cache(cached)
+            return found
+
+        return Synthesis(self.sample_rate, self.stream(units, language, latents, options), info=info)
 
     def latents(self, mono: np.ndarray) -> Latents:
         """Conditioning from a mono reference clip at XTTS_REFERENCE_RATE, as
@@ -199,19 +266,14 @@ class XttsEngine:
         return stream_view(self.model, stream_generator(self.device, seed))
 
     def stream(
-        self,
-        segments: list[str],
-        language: str,
-        voice: Callable[[], Latents],
-        opts: Sampling,
-        seed: int | None,
+        self, segments: list[str], language: str, voice: Callable[[], Latents], opts: Sampling
     ) -> Callable[[threading.Event], Generator[np.ndarray, None, None]]:
         """The audio of `segments` (a text plan), in order, as `Synthesis.chunks`;
         `voice` runs on the worker (cloning a reference clip is model work)."""
 
         def chunks(cancel: threading.Event) -> Generator[np.ndarray, None, None]:
             latents = voice()
-            view = self.view(seed)
+            view = self.view(opts.seed)
             for segment in segments:
                 for chunk in self.generate(view, segment, language, latents, opts):
                     if cancel.is_set():

@@ -40,7 +40,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from tts_common.settings import ParlerSettings
+from model.settings import ParlerSettings
 
 logger = logging.getLogger(__name__)
 # parler logs every sub-config in full on each load (and a flash-attention notice

@@ -11,7 +11,6 @@ a time, and the clips come back as JSON (base64 WAVs) or one binary clip.
 import asyncio
 import logging
 import secrets
-from pathlib import Path
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -19,14 +18,16 @@ from starlette.responses import JSONResponse, Response
 
 from model.generator import Job, ParlerGenerator
 from model.schema import BatchRequest, SingleRequest, parse_parler_request
+from model.settings import ParlerSettings
 from tts_common import replies
 from tts_common.audio import resample_clip
-from tts_common.auth import ApiKeyCheck, api_key
+from tts_common.auth import REFUSAL, ApiKeyCheck
 from tts_common.clips import clip_response, wav_base64
 from tts_common.contract import AudioFormat, RequestError, check_body_size
-from tts_common.metrics import ModelMetrics, outcome_of
-from tts_common.settings import ParlerSettings, ServingSettings
-from tts_common.slots import SlotGate
+from tts_common.metrics import ModelMetrics, Transport, UtteranceOutcome, outcome_of
+from tts_common.slots import Busy, ClientGone, SlotGate
+from tts_common.synthesis import SynthesisCore
+from tts_common.truss_context import TrussContext
 from tts_common.weights import checkpoint_dir
 
 logger = logging.getLogger(__name__)
@@ -34,11 +35,8 @@ logger = logging.getLogger(__name__)
 
 class Model:
     def __init__(self, **kwargs: Any) -> None:
-        config = kwargs["config"]
-        self._weights_dir = Path(config["weights"][0]["mount_location"])
-        self._lazy_data = kwargs.get("lazy_data_resolver")
-        self._settings = ParlerSettings.load(config.get("model_metadata") or {})
-        serving = ServingSettings.from_env()
+        self._truss = truss = TrussContext.of(kwargs)
+        self._settings = ParlerSettings.load(truss.metadata)
         limit = self._settings.max_batch_items
 
         class _BatchRequest(BatchRequest):
@@ -46,14 +44,17 @@ class Model:
 
         self._batch_model = _BatchRequest
         # One generate() at a time: a batch already fills the accelerator.
-        self._gate = SlotGate(1, serving.queue_timeout_s)
+        serving = truss.serving
+        self._core = SynthesisCore(
+            serving, ModelMetrics(truss.model_name), SlotGate(1, serving.queue_timeout_s)
+        )
+        self._metrics = self._core.metrics
         self._max_body_bytes = serving.max_body_bytes
         self._generator: ParlerGenerator | None = None
-        self._metrics = ModelMetrics(config["model_name"])
-        self._auth = ApiKeyCheck(api_key(kwargs.get("secrets")))
+        self._auth = ApiKeyCheck(truss.api_key)
 
     def load(self) -> None:
-        checkpoint = checkpoint_dir("PARLER_MODEL_DIR", self._weights_dir, self._lazy_data)
+        checkpoint = checkpoint_dir(self._settings.model_dir, self._truss.weights_dir, self._truss.lazy_data)
         generator = ParlerGenerator(checkpoint, self._settings)
         generator.generate([Job("Warm up.", "A calm voice with very clear audio.", 0)])
         self._generator = generator
@@ -67,9 +68,8 @@ class Model:
         generator = self._generator
         assert generator is not None
         rid = replies.request_id(request)
-        refusal = self._auth.refusal(request, rid)
-        if refusal is not None:
-            return refusal
+        if not self._auth.accepts(request.headers, rid):
+            return replies.unauthorized(REFUSAL, rid)
         try:
             body = await request.body()
             check_body_size(body, self._max_body_bytes)
@@ -82,21 +82,25 @@ class Model:
             for item in items
         ]
         rate = req.sample_rate or generator.sampling_rate
-        refusal = await replies.admit(self._gate, request, rid, self._metrics)
-        if refusal is not None:
-            return refusal
+        try:
+            lease = await self._core.admit(Transport.http, rid, gone=request.is_disconnected)
+        except Busy as exc:
+            return replies.busy(str(exc), rid)
+        except ClientGone:
+            return replies.client_gone(rid)
         self._metrics.batch_items.observe(len(jobs))
         try:
             clips = await asyncio.to_thread(generator.generate, jobs)
         except Exception:  # reported, never a partial answer
             logger.exception("[%s] generation failed", rid)
+            self._metrics.utterance(Transport.http, UtteranceOutcome.error)
             return replies.internal_error("synthesis failed", rid)
         finally:
-            self._gate.release()
-            self._metrics.in_flight.dec()
+            lease.release()
+        self._metrics.utterance(Transport.http, UtteranceOutcome.ok)
 
         audio = [resample_clip(clip.audio, generator.sampling_rate, rate) for clip in clips]
-        self._metrics.audio_seconds.inc(sum(len(samples) for samples in audio) / rate)
+        self._metrics.audio(Transport.http, sum(len(samples) for samples in audio) / rate)
         if isinstance(req, SingleRequest) and req.format != "json":
             return clip_response(
                 audio[0],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from test_metrics import requests_total, scrape
+from metrics_scrape import requests_total, scrape
 
 BODY = {"text": "x", "chunks": 2, "chunk_ms": 10, "fast": True}
 
@@ -39,7 +39,7 @@ def test_missing_or_wrong_key_gets_401_json_before_any_work(faults_with_key, hea
     assert r.headers["www-authenticate"].startswith("Bearer")
     assert faults_with_key.api_key not in r.text
     after = scrape(faults_with_key)
-    assert requests_total(after, "rejected", 401) - requests_total(before, "rejected", 401) == 1
+    assert requests_total(after, "unauthorized", 401) - requests_total(before, "unauthorized", 401) == 1
     assert requests_total(after, "rejected", 422) == requests_total(before, "rejected", 422)
 
 

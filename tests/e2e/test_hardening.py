@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import requests
 from audio_checks import pcm16, tone, wav_b64
+from metrics_scrape import requests_total, scrape, settled
 from raw_http import open_unread
-from test_metrics import requests_total, scrape, settled
-from test_streaming_faults import assert_cut_mid_stream, events, read_all
-from test_xtts_streaming import TEXT
+from stream_checks import assert_cut_mid_stream, events, read_all
+from xtts_reference import TEXT
 
 CHUNK_BYTES = 1600 * 2  # one 100 ms fault-Truss chunk at 16 kHz, PCM16
 

@@ -4,50 +4,11 @@ every check compares a scrape before with one after."""
 
 from __future__ import annotations
 
-import re
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 import requests
-
-MODEL = "fault-streaming"
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(server) -> Samples:
-    r = requests.get(server.base_url + "/metrics", timeout=10)
-    assert r.status_code == 200
-    samples: Samples = {}
-    for line in r.text.splitlines():
-        match = _SAMPLE.match(line)
-        if match:
-            name, labels, value = match.groups()
-            samples[(name, frozenset(_LABEL.findall(labels or "")))] = float(value)
-    return samples
-
-
-def value(samples: Samples, name: str, model: str = MODEL, **labels: str) -> float:
-    return samples.get((name, frozenset({"model": model, **labels}.items())), 0.0)
-
-
-def requests_total(samples: Samples, outcome: str, code: int, model: str = MODEL) -> float:
-    return value(samples, "tts_requests_total", model, outcome=outcome, code=str(code))
-
-
-def settled(server, done: Callable[[Samples], bool], timeout_s: float = 10.0) -> Samples:
-    """The first scrape where `done` holds: a stream's outcome is counted when
-    its body has closed, a moment after the client read the end."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        samples = scrape(server)
-        if done(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.05)
+from metrics_scrape import Samples, requests_total, scrape, settled, value
 
 
 def test_metrics_count_known_traffic_exactly(faults):
@@ -79,7 +40,7 @@ def test_metrics_count_known_traffic_exactly(faults):
         lambda s: (
             delta(s, "tts_requests_total", outcome="ok", code="200") >= 3
             and delta(s, "tts_requests_total", outcome="cut", code="200") >= 1
-            and delta(s, "tts_real_time_factor_count") >= 4
+            and delta(s, "tts_real_time_factor_count", transport="http") >= 4
         ),
     )
     assert requests_total(after, "ok", 200) - requests_total(before, "ok", 200) == 3
@@ -89,16 +50,19 @@ def test_metrics_count_known_traffic_exactly(faults):
     for outcome, code in (("busy", 503), ("client_gone", 499), ("client_gone", 200)):
         assert requests_total(after, outcome, code) == requests_total(before, outcome, code)
     # Audio: 3 x 150 ms complete, plus the cut stream's 2 x 50 ms; the 500 made none.
-    assert delta(after, "tts_audio_seconds_total") == pytest.approx(0.55)
+    assert delta(after, "tts_audio_seconds_total", transport="http") == pytest.approx(0.55)
     # First audio and real-time factor: the four streams that sent audio.
-    assert delta(after, "tts_time_to_first_audio_seconds_count") == 4
-    assert delta(after, "tts_real_time_factor_count") == 4
+    assert delta(after, "tts_time_to_first_audio_seconds_count", transport="http") == 4
+    assert delta(after, "tts_real_time_factor_count", transport="http") == 4
+    # The core counts each run: 3 whole, the cut one and the 500 failed in the model.
+    for outcome, runs in (("ok", 3), ("error", 2)):
+        assert delta(after, "tts_utterances_total", transport="http", outcome=outcome) == runs
     # Queue wait: every admitted request (the 422 never asked for a slot).
     assert delta(after, "tts_queue_wait_seconds_count") == 5
     assert value(after, "tts_streams_in_flight") == 0
     assert value(after, "tts_streams_waiting") == 0
     # The fast streams ran faster than real time (no sleeping between chunks).
-    assert delta(after, "tts_real_time_factor_sum") < 4
+    assert delta(after, "tts_real_time_factor_sum", transport="http") < 4
     assert "metrics-private-words" not in requests.get(faults.base_url + "/metrics", timeout=10).text
 
 
@@ -151,10 +115,11 @@ def test_piper_counts_under_its_model_name(piper):
     after = settled(piper, lambda s: ok(s) >= 1)
     assert ok(after) == 1
     first_audio = [
-        value(s, "tts_time_to_first_audio_seconds_count", "piper-streaming") for s in (before, after)
+        value(s, "tts_time_to_first_audio_seconds_count", "piper-streaming", transport="http")
+        for s in (before, after)
     ]
     assert first_audio[1] - first_audio[0] == 1
-    audio = value(after, "tts_audio_seconds_total", "piper-streaming") - value(
-        before, "tts_audio_seconds_total", "piper-streaming"
+    audio = value(after, "tts_audio_seconds_total", "piper-streaming", transport="http") - value(
+        before, "tts_audio_seconds_total", "piper-streaming", transport="http"
     )
     assert audio == pytest.approx(len(r.content) / 2 / 24000, abs=0.05)  # PCM16 at 24 kHz

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 from conftest import REPO
-from test_metrics import requests_total, scrape, value
+from metrics_scrape import requests_total, scrape, value
 from truss.base.truss_config import TrussConfig
 from truss.truss_handle.truss_handle import TrussHandle
 
@@ -150,15 +150,17 @@ def test_batch_returns_one_wav_per_item_trimmed_to_its_own_length(parler):
     results = r.json()["items"]
     assert len(results) == 5
 
-    def delta(name: str) -> float:
-        return value(after, name, "parler-batch") - value(before, name, "parler-batch")
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, "parler-batch", **labels) - value(before, name, "parler-batch", **labels)
 
     assert (
         requests_total(after, "ok", 200, "parler-batch") - requests_total(before, "ok", 200, "parler-batch")
         == 1
     )
     assert delta("tts_batch_items_count") == 1 and delta("tts_batch_items_sum") == 5
-    assert delta("tts_audio_seconds_total") == pytest.approx(sum(res["duration_s"] for res in results))
+    assert delta("tts_audio_seconds_total", transport="http") == pytest.approx(
+        sum(res["duration_s"] for res in results)
+    )
     assert value(after, "tts_streams_in_flight", "parler-batch") == 0
     lengths = [len(decode(res)) for res in results]
     for n in lengths:  # the model's own rate: whole codec frames, within the cap

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import AbstractContextManager
 
 import pytest
@@ -17,9 +16,11 @@ import realtime_client
 from audio_checks import assert_speech_like, pcm16
 from conftest import REPO
 from httpx_ws import WebSocketDisconnect, WebSocketSession
+from metrics_scrape import scrape, settled, value
 from realtime_client import Unit, event, push_words, send, turn
 from wsproto.events import BytesMessage
 
+MODEL = "piper-realtime"
 KEY = "rt-0123456789abcdef"
 VOICE = "en_US-joe-medium"
 CONFIG = {
@@ -60,11 +61,11 @@ def session(server, key: str | None = KEY) -> AbstractContextManager[WebSocketSe
 
 
 def metric(server, name: str) -> float:
-    with urllib.request.urlopen(f"{server.base_url}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(f'{name}{{model="piper-realtime"}}'):
-                return float(line.split()[-1])
-    raise AssertionError(f"{name} not exported")
+    """The sum of `name`'s series for this Truss (over transports and outcomes)."""
+    samples = scrape(server)
+    found = [v for (n, labels), v in samples.items() if n == name and ("model", MODEL) in labels]
+    assert found, f"{name} not exported"
+    return sum(found)
 
 
 def test_voice_list_answers_before_any_config(realtime):
@@ -244,6 +245,56 @@ def test_the_api_key_is_checked_at_the_handshake(realtime, key):
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive(timeout=5)
         assert closed.value.code == 1008
+
+
+def test_sessions_their_outcomes_and_auth_refusals_are_counted(realtime):
+    """After a whole session, one whose client drops the connection after its first
+    audio and one refused for a missing key, /metrics counts each session by how it
+    ended, each unit as an utterance, and the first audio of the units."""
+    sys.path.insert(0, str(REPO / "client"))
+    from realtime import WebSocket  # a raw socket: it can drop without a close frame
+
+    def count(samples, name: str, **labels: str) -> float:
+        return value(samples, name, MODEL, **labels)
+
+    before = scrape(realtime)
+    with session(realtime) as ws:
+        send(ws, **CONFIG)
+        push_words(ws, "Counted once.")
+        send(ws, type="input.done")
+        turn(ws)
+        send(ws, type="session.close")
+    url = realtime.base_url.replace("http://", "ws://") + "/v1/websocket"
+    dropped = WebSocket(url, {"Authorization": f"Api-Key {KEY}"}, timeout=30)
+    dropped.send_json(CONFIG)
+    dropped.send_json({"type": "input.text", "text": LONG_TEXT[:600]})
+    dropped.send_json({"type": "input.done"})
+    while dropped.recv()[0] != 0x2:  # up to the first binary frame: audio
+        pass
+    dropped._sock.close()  # no close frame: the client is gone
+    with session(realtime, key=None) as ws:
+        assert event(ws)["field"] == "authorization"
+
+    def delta(samples, name: str, **labels: str) -> float:
+        return count(samples, name, **labels) - count(before, name, **labels)
+
+    after = settled(
+        realtime,
+        lambda s: (
+            delta(s, "tts_sessions_total", outcome="client_gone") >= 1
+            and delta(s, "tts_utterances_total", transport="websocket", outcome="cancelled") >= 1
+        ),
+    )
+    sessions = {
+        o: delta(after, "tts_sessions_total", outcome=o) for o in ("ok", "client_gone", "unauthorized")
+    }
+    assert sessions == {"ok": 1, "client_gone": 1, "unauthorized": 1}
+    assert delta(after, "tts_sessions_total", outcome="error") == 0
+    assert delta(after, "tts_utterances_total", transport="websocket", outcome="ok") >= 1
+    assert delta(after, "tts_utterances_total", transport="websocket", outcome="cancelled") == 1
+    assert delta(after, "tts_time_to_first_audio_seconds_count", transport="websocket") >= 2
+    assert delta(after, "tts_audio_seconds_total", transport="websocket") > 0
+    assert count(after, "tts_streams_in_flight") == 0
 
 
 def test_a_client_that_reads_nothing_is_cut_and_synthesis_stays_bounded(realtime):

@@ -1,7 +1,7 @@
 """piper-streaming speaks a text as piper itself does: with the voice's noise off,
 the samples it streams for whole sentences and paragraphs are the ones piper's own
 `PiperVoice.synthesize` gives for the same text, to float rounding, apart from
-piper's per-sentence level normalisation, which the Truss leaves out (README,
+piper's per-sentence level normalisation, which the Truss leaves out (docs/models.md,
 piper-streaming). tests/tools/piper_sentence_check.py measures; these tests assert."""
 
 import pytest

@@ -5,27 +5,10 @@ faults the test picks, and can also stream through truss's own generator path so
 the baseline behaviour is measured in the same run.
 """
 
-import json
 import time
 
-import pytest
 import requests
-
-
-def events(server) -> list[dict]:
-    if not server.events_path.exists():
-        return []
-    return [json.loads(line) for line in server.events_path.read_text().splitlines()]
-
-
-def open_stream(server, body: dict) -> requests.Response:
-    """POST `body`; the response streams (use it as a context manager)."""
-    return requests.post(server.predict_url, json=body, stream=True, timeout=60)
-
-
-def read_all(server, body) -> tuple[int, bytes]:
-    with open_stream(server, body) as r:
-        return r.status_code, b"".join(r.iter_content(chunk_size=None))
+from stream_checks import assert_cut_mid_stream, events, open_stream, read_all
 
 
 def test_baseline_truss_generator_hides_a_mid_stream_failure(faults):
@@ -36,14 +19,6 @@ def test_baseline_truss_generator_hides_a_mid_stream_failure(faults):
         status, body = r.status_code, r.content
     assert status == 200
     assert len(body) == 2 * 1600 * 2  # two 100 ms chunks at 16 kHz, then a clean end
-
-
-def assert_cut_mid_stream(server, body) -> None:
-    """A 200 whose chunked body breaks off: an incomplete read, never a clean end."""
-    with open_stream(server, body) as r:
-        assert r.status_code == 200
-        with pytest.raises(requests.exceptions.ChunkedEncodingError):
-            b"".join(r.iter_content(chunk_size=None))
 
 
 def test_mid_stream_failure_aborts_the_body(faults):

@@ -15,7 +15,7 @@ import requests
 from audio_checks import tone, wav_b64
 from conftest import REPO
 from reports import run_report
-from test_xtts_streaming import TEXT
+from xtts_reference import TEXT
 
 
 @pytest.fixture(scope="module")

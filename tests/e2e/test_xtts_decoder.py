@@ -10,10 +10,10 @@ import pytest
 import requests
 from conftest import REPO
 from reports import run_report
+from xtts_reference import TEXT, VOICE, in_process_pcm
 
 SNR_FLOOR_DB = 90.0  # ours measures ~140 dB (float rounding); stock inference_stream ~50-60 dB
 FLOAT_NOISE_DB = 120.0  # "as close as" up to float rounding (stock is bit-exact when it decodes once)
-TEXT = "Hello world, this is a tiny streaming test."
 
 
 @pytest.fixture(scope="module")
@@ -111,20 +111,10 @@ def test_full_margins_are_needed_for_exactness(report):
 def test_served_default_bytes_equal_in_process_incremental_stream(
     xtts, xtts_python, xtts_checkpoint, tmp_path
 ):
-    served = requests.post(
-        xtts.predict_url, json={"text": TEXT, "voice": "Tiny Speaker A", "seed": 7}, timeout=300
-    )
+    served = requests.post(xtts.predict_url, json={"text": TEXT, "voice": VOICE, "seed": 7}, timeout=300)
     assert served.status_code == 200, served.text
-    reference = tmp_path / "reference.pcm"
-    chunks = run_report(
-        str(xtts_python),
-        str(REPO / "tests/tools/xtts_decoder_check.py"),
-        str(xtts_checkpoint),
-        "--pcm",
-        "Tiny Speaker A",
-        "7",
-        TEXT,
-        str(reference),
-    )["chunk_samples"]
-    assert len(chunks) >= 3
-    assert served.content == reference.read_bytes()
+    reference, chunks = in_process_pcm(
+        xtts_python, xtts_checkpoint, tmp_path / "reference.pcm", 7, "incremental"
+    )
+    assert chunks >= 3
+    assert served.content == reference

@@ -15,10 +15,8 @@ import pytest
 import requests
 from audio_checks import pcm16, tone, wav_b64
 from conftest import REPO
-from reports import run_report
-from test_metrics import scrape, value
-
-TEXT = "Hello world, this is a tiny streaming test."
+from metrics_scrape import scrape, value
+from xtts_reference import TEXT, VOICE, in_process_pcm
 
 
 def synth(server, **body) -> requests.Response:
@@ -28,20 +26,11 @@ def synth(server, **body) -> requests.Response:
 def test_stock_decoder_serves_exactly_what_in_process_inference_stream_yields(
     xtts_stock, xtts_python, xtts_checkpoint, tmp_path
 ):
-    served = synth(xtts_stock, voice="Tiny Speaker A", seed=7)
+    served = synth(xtts_stock, voice=VOICE, seed=7)
     assert served.status_code == 200, served.text
-    reference = tmp_path / "reference.pcm"
-    chunks = run_report(
-        str(xtts_python),
-        str(REPO / "tests/tools/xtts_inprocess.py"),
-        str(xtts_checkpoint),
-        "Tiny Speaker A",
-        "7",
-        TEXT,
-        str(reference),
-    )["chunk_samples"]
-    assert len(chunks) >= 2
-    assert served.content == reference.read_bytes()
+    reference, chunks = in_process_pcm(xtts_python, xtts_checkpoint, tmp_path / "reference.pcm", 7, "stock")
+    assert chunks >= 2
+    assert served.content == reference
 
 
 def test_audio_arrives_in_chunks_before_generation_ends(xtts):

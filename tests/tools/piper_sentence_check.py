@@ -50,7 +50,7 @@ def main() -> None:
     report = {"cases": []}
     for name, text in TEXTS.items():
         for speed in SPEEDS.get(name, (1.0,)):
-            synthesis = model._prepare(PiperRequest(text=text, speed=speed))
+            synthesis = model.prepare(PiperRequest(text=text, speed=speed))
             chunks = list(synthesis.chunks(threading.Event()))
             ours = np.concatenate(chunks)
             config = dict(noise_scale=0.0, noise_w_scale=0.0, length_scale=piper.config.length_scale / speed)

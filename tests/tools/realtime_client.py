@@ -1,4 +1,4 @@
-"""A raw WebSocket client of the realtime protocol (README, "Realtime WebSocket")
+"""A raw WebSocket client of the realtime protocol (docs/protocol.md)
 for the serving-side tests: open a session, send messages, read a turn's units."""
 
 from __future__ import annotations

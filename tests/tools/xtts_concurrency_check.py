@@ -7,7 +7,7 @@ Run with the xtts-streaming environment's python on the tiny checkpoint:
 Loads the Truss's own adapter (xtts-streaming/model/model.py, `Model.load` as served),
 then, for each decoder (incremental, stock), streams each request of STREAMS alone, then
 the first 2 and all 4 at once on their own threads (as the server runs them), through
-`Model._prepare(req).chunks`: the served path minus HTTP. Voices: two built-in speakers
+`Model.prepare(req).chunks`: the served path minus HTTP. Voices: two built-in speakers
 and two cloned clips (`speaker_wav`), each with its own text and seed.
 
 Also a control: the first 2 streams at once on the shared model itself, with torch's
@@ -62,7 +62,7 @@ def stream_once(served, body: dict, start: float, out: dict) -> None:
     req = sys.modules[type(served).__module__].XttsRequest(**body)
     chunks, times = [], []
     try:
-        for chunk in served._prepare(req).chunks(threading.Event()):
+        for chunk in served.prepare(req).chunks(threading.Event()):
             chunks.append(chunk.copy())
             times.append(time.perf_counter() - start)
     except Exception as exc:  # the control may crash: that is mixing too

@@ -5,9 +5,6 @@ Run with the xtts-streaming environment's python on the tiny checkpoint
 
     python tests/tools/xtts_decoder_check.py CHECKPOINT_DIR [--full]
         prints one JSON report (last line of stdout)
-    python tests/tools/xtts_decoder_check.py CHECKPOINT_DIR --pcm VOICE SEED TEXT OUT.pcm
-        writes inference_stream_incremental's chunks as 16-bit PCM (the served default
-        path's in-process reference, as tests/tools/xtts_inprocess.py is for inference_stream)
 
 The report: for several sentences (seeds, lengths, speeds, chunk sizes), the GPT latents
 are recorded once, then decoded three ways from those same latents:
@@ -30,37 +27,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
+from xtts_inprocess import gpt_kwargs, load
+from xtts_reference import TEXT, VOICE
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "packages")]
 import xtts_engine.streaming_decode as sd  # noqa: E402
-from tts_common.audio import float_to_pcm16  # noqa: E402
 
-TEXT = "Hello world, this is a tiny streaming test."
 LONG_TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away into the forest."
-VOICE = "Tiny Speaker A"
 SNR_CAP_DB = 200.0
-
-
-def load(checkpoint: str) -> Xtts:
-    config = XttsConfig()
-    config.load_json(str(Path(checkpoint) / "config.json"))
-    model = Xtts(config)
-    model.load_checkpoint(config, checkpoint_dir=checkpoint, use_deepspeed=False, eval=True)
-    return model
-
-
-def gpt_kwargs(model: Xtts) -> dict:
-    c = model.config
-    return dict(
-        temperature=c.temperature,
-        length_penalty=c.length_penalty,
-        repetition_penalty=c.repetition_penalty,
-        top_k=c.top_k,
-        top_p=c.top_p,
-    )
 
 
 def record_latents(model: Xtts, text: str, voice, seed: int, max_tokens=None) -> torch.Tensor:
@@ -398,42 +374,15 @@ def margin_sweep(model, voice) -> list:
     return rows
 
 
-def write_pcm(model, voice_name: str, seed: int, text: str, out: str) -> None:
-    """inference_stream_incremental as the served default path calls it (chunk 20, config sampling)."""
-    speaker = model.speaker_manager.speakers[voice_name]
-    torch.manual_seed(seed)
-    sizes = []
-    with open(out, "wb") as f:
-        for chunk in sd.inference_stream_incremental(
-            model,
-            text,
-            "en",
-            speaker["gpt_cond_latent"],
-            speaker["speaker_embedding"],
-            stream_chunk_size=20,
-            speed=1.0,
-            enable_text_splitting=False,
-            **gpt_kwargs(model),
-        ):
-            sizes.append(len(chunk))
-            f.write(float_to_pcm16(chunk.float().cpu().numpy()))
-    print(json.dumps({"chunk_samples": sizes}))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--full", action="store_true", help="also the longer cases")
-    parser.add_argument("--pcm", nargs=4, metavar=("VOICE", "SEED", "TEXT", "OUT"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load(args.checkpoint)
     with torch.inference_mode():
-        if args.pcm:
-            voice_name, seed, text, out = args.pcm
-            write_pcm(model, voice_name, int(seed), text, out)
-            return
         speaker = model.speaker_manager.speakers[VOICE]
         voice = (speaker["gpt_cond_latent"], speaker["speaker_embedding"])
         report = {

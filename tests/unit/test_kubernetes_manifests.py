@@ -170,8 +170,8 @@ def test_autoscaling_targets_the_deployment_on_cpu_or_truss_metrics(name):
     assert all(re.fullmatch(served.group(1), m) for m in named)
 
 
-def test_kubernetes_section_in_the_readme_names_every_truss():
-    readme = (REPO / "README.md").read_text()
+def test_kubernetes_section_in_the_operations_guide_names_every_truss():
+    readme = (REPO / "docs" / "operations.md").read_text()
     section = readme.split("## Self-hosting (Kubernetes)", 1)[1].split("\n## ", 1)[0]
     for name in TRUSSES:
         assert f"kubectl apply -k deploy/kubernetes/{name}" in section

@@ -35,7 +35,17 @@ def align(text, said, alone, frames=None):
     for word in alone.values():
         for p in word:
             ids_of.setdefault(p, [len(ids_of)])
-    return word_alignment(text, [(phonemes, ids, durations)], lambda w: alone[w], ids_of, SPF)
+    return Times(word_alignment(text, [(phonemes, ids, durations)], lambda w: alone[w], ids_of, SPF))
+
+
+class Times:
+    """The word times as columns, for short assertions."""
+
+    def __init__(self, times):
+        assert times is not None
+        self.words = [t.word for t in times]
+        self.word_start_times_seconds = [t.start_s for t in times]
+        self.word_end_times_seconds = [t.end_s for t in times]
 
 
 def test_id_spans_follow_piper_layout():
@@ -113,12 +123,14 @@ def test_several_espeak_sentences_in_one_unit_add_up():
     first = sentence(list("dɑk") + ["."])
     second = sentence(list("hi"))
     ids_of = {**first[3], **second[3]}
-    result = word_alignment(
-        "Dr. Hi",
-        [first[:3], second[:3]],
-        lambda w: {"Dr.": list("dɑk") + ["."], "Hi": list("hi")}[w],
-        ids_of,
-        SPF,
+    result = Times(
+        word_alignment(
+            "Dr. Hi",
+            [first[:3], second[:3]],
+            lambda w: {"Dr.": list("dɑk") + ["."], "Hi": list("hi")}[w],
+            ids_of,
+            SPF,
+        )
     )
     assert result.words == ["Dr.", "Hi"]
     assert result.word_start_times_seconds[1] == pytest.approx((len(first[1]) + 2) * SPF)

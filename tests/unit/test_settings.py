@@ -1,19 +1,28 @@
 """Settings from the environment and model_metadata: defaults, overrides, and
 refusals that name the knob."""
 
+import importlib.util
 import os
 
 import pytest
+from conftest import REPO
 
+from piper_engine.settings import PiperSettings
 from tts_common.cpu_lanes import default_lanes
-from tts_common.settings import (
-    CpuSettings,
-    ParlerSettings,
-    PiperSettings,
-    RealtimeSettings,
-    ServingSettings,
-    XttsSettings,
-)
+from tts_common.settings import CpuSettings, RealtimeSettings, ServingSettings
+from xtts_engine.settings import XttsSettings
+
+
+def _parler_settings():
+    """parler-batch's settings module, loaded from its Truss (its package is `model`, as every Truss's)."""
+    spec = importlib.util.spec_from_file_location("parler_settings", REPO / "parler-batch/model/settings.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ParlerSettings
+
+
+ParlerSettings = _parler_settings()
 
 
 def test_defaults_without_environment():
@@ -45,7 +54,9 @@ def test_bad_values_name_the_variable(env, name):
 
 def test_cpu_lanes_default_to_the_cores_and_spare_lanes_may_be_zero():
     assert CpuSettings.from_env({}) == CpuSettings(lanes=None, spare_lanes=1)
-    assert CpuSettings.from_env({"TTS_CPU_LANES": "2", "TTS_CPU_SPARE_LANES": "0"}) == CpuSettings(2, 0)
+    assert CpuSettings.from_env({"TTS_CPU_LANES": "2", "TTS_CPU_SPARE_LANES": "0"}) == CpuSettings(
+        lanes=2, spare_lanes=0
+    )
     assert default_lanes(CpuSettings(lanes=3)) == 3
     assert default_lanes(CpuSettings()) == len(os.sched_getaffinity(0))
     with pytest.raises(ValueError, match="TTS_CPU_LANES"):

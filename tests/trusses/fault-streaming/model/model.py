@@ -13,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tts_common.contract import StreamRequest
-from tts_common.streaming import AudioStreamer, Synthesis
+from tts_common.streaming import AudioStreamer
+from tts_common.synthesis import Synthesis
+from tts_common.truss_context import TrussContext
 
 RATE = 16000
 
@@ -40,7 +42,8 @@ def _tone(index: int, chunk_ms: int) -> np.ndarray:
 class Model:
     def __init__(self, **kwargs: Any) -> None:
         self._secrets = kwargs.get("secrets")
-        self._streamer = AudioStreamer.for_truss(kwargs)
+        truss = TrussContext.of(kwargs)
+        self._streamer = AudioStreamer(truss.core(), truss.api_key)
         self._events = os.environ.get("FAULT_EVENTS_PATH")
 
     def _log(self, **event: Any) -> None:
@@ -69,7 +72,7 @@ class Model:
             )
 
     def is_healthy(self) -> bool:
-        return self._streamer.healthy()
+        return self._streamer.core.healthy()
 
     async def predict(self, request: Request) -> Response | Iterator[bytes]:
         if request.url.query == "env":
