@@ -215,7 +215,7 @@ def test_servers_answer_busy_before_the_plugin_stops_waiting():
 
     read_timeout = DEFAULT_API_CONNECT_OPTIONS.timeout
     settings = (REPO / "packages/tts_common/settings.py").read_text()
-    default = float(re.search(r"queue_timeout_s: float = ([\d.]+)", settings).group(1))
+    default = float(re.search(r"queue_timeout_s: float = Field\(([\d.]+)", settings).group(1))
     assert default + 1 <= read_timeout
     for truss in ("piper-streaming", "xtts-streaming"):
         config = (REPO / truss / "config.yaml").read_text()
