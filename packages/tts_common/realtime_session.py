@@ -71,7 +71,18 @@ from .realtime_protocol import (
 from .settings import RealtimeSettings
 from .slots import Busy, ClientGone
 from .sockets import cap_send_buffer
-from .synthesis import POLL_S, Audio, Backlog, Finished, Run, RunFailed, RunStalled, SynthesisCore, WordTime
+from .synthesis import (
+    POLL_S,
+    Audio,
+    Backlog,
+    Finished,
+    Run,
+    RunFailed,
+    RunStalled,
+    Synthesis,
+    SynthesisCore,
+    WordTime,
+)
 from .text import IncrementalText
 
 logger = logging.getLogger(__name__)
@@ -330,38 +341,43 @@ class _Session:
                     index = 0
                     continue
                 self.queued_chars -= len(item.text)
-                if self.engine.speakable(item.text):
-                    await self._speak(item, index)
+                if await self._speak(item, index):
                     index += 1
             finally:
                 self.working = False
 
-    async def _speak(self, unit: _Unit, index: int) -> None:
-        """Synthesize one unit into the outbox; returns once all its audio is made
-        (not sent), so the next unit is made while this one plays."""
+    def _prepare(self, unit: _Unit) -> Synthesis | None:
+        """The unit's synthesis; None when the engine would say nothing (punctuation alone)."""
         config, engine = unit.config, self.engine
+        if not engine.speakable(unit.text):
+            return None
+        return engine.synthesis(
+            [unit.text], engine.language(config.language), config.voice, config, self.in_hand_s()
+        )
+
+    async def _speak(self, unit: _Unit, index: int) -> bool:
+        """Synthesize one unit into the outbox; returns once all its audio is made
+        (not sent), so the next unit is made while this one plays. False when the
+        unit had nothing to say (it takes no sentence index)."""
+        config = unit.config
         try:
-            synthesis = await asyncio.to_thread(
-                engine.synthesis,
-                [unit.text],
-                engine.language(config.language),
-                config.voice,
-                config,
-                self.in_hand_s(),
-            )
+            # Off the event loop: the engine's text work (espeak) takes real time.
+            synthesis = await asyncio.to_thread(self._prepare, unit)
         except Exception:
             logger.exception("[%s] preparing unit %d failed", self.rid, index)
             self.out.put_nowait(
                 self._internal_error(f"preparing sentence {index} failed", index, fatal=False)
             )
-            return
+            return True
+        if synthesis is None:
+            return False
         try:
             lease = await self.core.admit(Transport.websocket, self.rid, gone=self._gone)
         except Busy as exc:
             self.out.put_nowait(ErrorEvent(message=str(exc), sentence_index=index))
-            return
+            return True
         except ClientGone:
-            return
+            return True
         run = Run(
             self.core,
             lease,
@@ -383,7 +399,7 @@ class _Session:
                     started = True
                 if isinstance(item, Finished):
                     self.out.put_nowait(_done(index, item))
-                    return
+                    return True
                 self.out.put_nowait(item)
         except RunFailed:
             self.out.put_nowait(
@@ -393,6 +409,7 @@ class _Session:
             self.out.put_nowait(self._internal_error(f"synthesis of sentence {index} stalled", index))
         finally:
             run.cancel()  # barge-in, or the session ending, stops the worker at its next chunk
+        return True
 
     async def _gone(self) -> bool:
         return self.closing.is_set()
