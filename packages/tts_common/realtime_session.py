@@ -45,9 +45,9 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from . import replies
 from .audio import StreamEncoder
 from .auth import REFUSAL, ApiKeyCheck
+from .connection import cap_send_buffer, request_id
 from .contract import AudioFormat, FieldError
 from .engine import Engine
 from .metrics import SessionOutcome, Transport
@@ -70,7 +70,6 @@ from .realtime_protocol import (
 )
 from .settings import RealtimeSettings
 from .slots import Busy, ClientGone
-from .sockets import cap_send_buffer
 from .synthesis import (
     POLL_S,
     Audio,
@@ -133,7 +132,7 @@ class RealtimeService:
             raise ProtocolError.of(exc.field, exc.message, config.type) from None
 
     async def serve(self, websocket: WebSocket) -> None:
-        rid = replies.request_id(websocket)
+        rid = request_id(websocket)
         # truss has accepted the socket before the model sees it: refuse in-band.
         if not self._auth.accepts(websocket.headers, rid):
             self.core.metrics.session(SessionOutcome.unauthorized)

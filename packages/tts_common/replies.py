@@ -1,36 +1,21 @@
-"""HTTP error replies and request ids, the same for every Truss.
+"""HTTP error replies, the same for every Truss.
 
-Every answer carries a request id (`X-Request-Id`, and `request_id` in error
-JSON): the platform's own id when it sends one, else the caller's, else a new
-one. Server logs name the same id, so a 500's traceback is found from what the
-client saw, while the client sees no internals.
+Every answer carries its request id (`X-Request-Id`, and `request_id` in error
+JSON; `connection.request_id`). Server logs name the same id, so a 500's
+traceback is found from what the client saw, while the client sees no internals.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from typing import Any
 
-from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
+from .connection import REQUEST_ID_HEADER
 from .contract import RequestError
 
 logger = logging.getLogger(__name__)
-
-REQUEST_ID_HEADER = "X-Request-Id"
-# Ids we echo back: short and plain, so a header cannot smuggle anything into logs.
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def request_id(request: HTTPConnection) -> str:
-    for header in ("x-baseten-request-id", "x-request-id"):
-        value = request.headers.get(header, "")
-        if _SAFE_ID.fullmatch(value):
-            return value
-    return uuid.uuid4().hex
 
 
 def json_error(

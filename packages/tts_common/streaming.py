@@ -28,6 +28,7 @@ from starlette.types import Message, Send
 from . import replies
 from .audio import StreamEncoder
 from .auth import REFUSAL, ApiKeyCheck
+from .connection import REQUEST_ID_HEADER, cap_send_buffer, request_id
 from .contract import (
     AudioFormat,
     FieldError,
@@ -40,7 +41,6 @@ from .contract import (
 )
 from .metrics import Outcome, Transport, outcome_of
 from .slots import Busy, ClientGone
-from .sockets import cap_send_buffer
 from .synthesis import Audio, Backlog, Run, RunFailed, RunStalled, Synthesis, SynthesisCore
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class AudioStreamer:
         """`prepare(req)` turns a parsed request into its Synthesis, raising
         FieldError (or RequestError) for what the schema cannot check."""
         arrived = time.monotonic()
-        rid = replies.request_id(request)
+        rid = request_id(request)
         if not self._auth.accepts(request.headers, rid):
             return self._answered(replies.unauthorized(REFUSAL, rid))
         try:
@@ -182,7 +182,7 @@ class AudioStreamer:
                 "X-Sample-Rate": str(req.output_rate),
                 "X-Audio-Format": req.format.value,
                 "Cache-Control": "no-store",
-                replies.REQUEST_ID_HEADER: rid,
+                REQUEST_ID_HEADER: rid,
             },
         )
 

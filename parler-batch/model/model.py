@@ -23,6 +23,7 @@ from tts_common import replies
 from tts_common.audio import resample_clip
 from tts_common.auth import REFUSAL, ApiKeyCheck
 from tts_common.clips import clip_response, wav_base64
+from tts_common.connection import REQUEST_ID_HEADER, request_id
 from tts_common.contract import AudioFormat, RequestError, check_body_size
 from tts_common.metrics import ModelMetrics, Transport, UtteranceOutcome, outcome_of
 from tts_common.slots import Busy, ClientGone, SlotGate
@@ -67,7 +68,7 @@ class Model:
     async def _answer(self, request: Request) -> Response:
         generator = self._generator
         assert generator is not None
-        rid = replies.request_id(request)
+        rid = request_id(request)
         if not self._auth.accepts(request.headers, rid):
             return replies.unauthorized(REFUSAL, rid)
         try:
@@ -109,7 +110,7 @@ class Model:
                 headers={
                     "X-Seed": str(jobs[0].seed),
                     "X-Codes-Sha256": clips[0].codes_sha256,
-                    replies.REQUEST_ID_HEADER: rid,
+                    REQUEST_ID_HEADER: rid,
                     "X-Duration-S": f"{len(audio[0]) / rate:.6f}",
                 },
             )
@@ -125,5 +126,5 @@ class Model:
         ]
         return JSONResponse(
             results[0] if isinstance(req, SingleRequest) else {"items": results},
-            headers={replies.REQUEST_ID_HEADER: rid},
+            headers={REQUEST_ID_HEADER: rid},
         )

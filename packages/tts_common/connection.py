@@ -1,10 +1,26 @@
-"""The connection's socket, which both transports bound the same way."""
+"""What both transports need of a client's connection: its request id, and its
+socket's send buffer, bounded the same way."""
 
 from __future__ import annotations
 
+import re
 import socket
+import uuid
 
 from starlette.requests import HTTPConnection
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# Ids we echo back: short and plain, so a header cannot smuggle anything into logs.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(connection: HTTPConnection) -> str:
+    """The platform's own id when it sends one, else the caller's, else a new one."""
+    for header in ("x-baseten-request-id", "x-request-id"):
+        value = connection.headers.get(header, "")
+        if _SAFE_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
 
 
 def cap_send_buffer(connection: HTTPConnection, bytes_per_s: int, backlog_s: float) -> bool:
