@@ -1,5 +1,9 @@
 """The text plan: sentences spoken whole, split only past the model's limit."""
 
+import time
+
+import pytest
+
 from tts_common.text import IncrementalText, plan_segments, split_long, split_sentences
 
 
@@ -137,3 +141,28 @@ def test_a_sentence_past_the_limit_is_cut_at_its_own_punctuation_while_it_arrive
     units = buffer.units()
     assert units == ["one two three four five six seven,"]
     assert all(len(unit) <= 40 for unit in units + buffer.flush())
+
+
+def _seconds(plan, text: str) -> float:
+    started = time.perf_counter()
+    plan(text)
+    return time.perf_counter() - started
+
+
+@pytest.mark.parametrize("unit", [".", "!?", "a. ", "e.g. ", ". "])
+def test_planning_takes_linear_time_on_runs_of_punctuation(unit):
+    """A hostile text (a run of punctuation without whitespace, or endless
+    abbreviations) costs time in proportion to its length: ten times the text,
+    about ten times the time, never the hundredfold of a backtracking pattern."""
+
+    def plan(text: str) -> None:
+        plan_segments(text, max_chars=400)
+        incremental = IncrementalText(400)
+        incremental.push(text)
+        incremental.units()
+
+    small, large = unit * (10_000 // len(unit)), unit * (100_000 // len(unit))
+    plan(small)  # warm-up
+    ratio = min(_seconds(plan, large) for _ in range(5)) / min(_seconds(plan, small) for _ in range(5))
+    assert ratio < 30, ratio
+    assert _seconds(plan, "." * 100_000) < 1.0  # a quadratic pattern takes minutes here
