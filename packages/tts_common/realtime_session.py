@@ -192,7 +192,7 @@ class _Session:
         self.playback_end = 0.0  # when the listener runs out of audio sent so far
         self.working = False  # the producer is on a unit
         self.sending = False
-        self.last_heard = time.monotonic()
+        self.opened = self.last_heard = time.monotonic()
         self._send_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -248,26 +248,35 @@ class _Session:
 
     # -- reader ------------------------------------------------------------------
 
-    async def _read(self) -> None:
+    def _deadline(self) -> float:
+        """When the session times out: `TTS_WS_CONFIG_TIMEOUT_S` after it opened while
+        it has no valid session.config, whatever else it sends; once configured,
+        `TTS_WS_IDLE_TIMEOUT_S` after the last message heard or work done."""
         settings = self.service.realtime
+        if self.config is None:
+            return self.opened + settings.config_timeout_s
+        if self.busy():
+            self.last_heard = time.monotonic()
+        return self.last_heard + settings.idle_timeout_s
+
+    def _timed_out(self) -> _Stop:
+        settings = self.service.realtime
+        if self.config is None:
+            what, limit, code = "no session.config", settings.config_timeout_s, CLOSE_POLICY
+        else:
+            what, limit, code = "no message", settings.idle_timeout_s, CLOSE_NORMAL
+        event = ErrorEvent(message=f"{what} for {limit:g} s: closing", fatal=True)
+        return _Stop(SessionOutcome.timeout, code, event)
+
+    async def _read(self) -> None:
         while True:
-            limit = settings.idle_timeout_s if self.config else settings.config_timeout_s
-            if self.busy():
-                self.last_heard = time.monotonic()
-            remaining = self.last_heard + limit - time.monotonic()
+            remaining = self._deadline() - time.monotonic()
+            if remaining <= 0:
+                raise self._timed_out()
             try:
-                message = await asyncio.wait_for(
-                    self.ws.receive(), timeout=max(0.0, min(remaining, POLL_S * 4))
-                )
+                message = await asyncio.wait_for(self.ws.receive(), timeout=min(remaining, POLL_S * 4))
             except TimeoutError:
-                if self.busy() or time.monotonic() < self.last_heard + limit:
-                    continue
-                what = "no message" if self.config else "no session.config"
-                raise _Stop(
-                    SessionOutcome.timeout,
-                    CLOSE_POLICY if self.config is None else CLOSE_NORMAL,
-                    ErrorEvent(message=f"{what} for {limit:g} s: closing", fatal=True),
-                ) from None
+                continue
             if message["type"] == "websocket.disconnect":
                 code = message.get("code", CLOSE_NORMAL)
                 logger.info("[%s] client closed the socket (%s)", self.rid, code)

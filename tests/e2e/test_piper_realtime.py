@@ -5,6 +5,8 @@ be watched."""
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import re
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from httpx_ws import WebSocketDisconnect, WebSocketSession
 from metrics_scrape import scrape, settled, value
 from realtime_client import Unit, event, push_words, send, turn
 from wsproto.events import BytesMessage
+from wsproto.utilities import LocalProtocolError
 
 MODEL = "piper-realtime"
 KEY = "rt-0123456789abcdef"
@@ -219,6 +222,31 @@ def test_the_first_config_must_come_within_the_timeout(realtime):
             ws.receive(timeout=5)
         assert closed.value.code == 1008
         assert 1.5 < time.monotonic() - started < 5
+
+
+def test_the_first_config_limit_holds_whatever_else_the_socket_sends(realtime):
+    """Frames that are not a valid session.config (non-JSON, voice.list) each get
+    their answer, and do not extend the 2 s first-config limit."""
+    with session(realtime) as ws:
+        started = time.monotonic()
+        answers: list[dict] = []
+        frames = ["not json", '{"type": "voice.list"}']
+        while not any(a.get("fatal") for a in answers) and time.monotonic() - started < 10:
+            try:
+                ws.send_text(frames[len(answers) % 2])
+            except LocalProtocolError:  # the server closed first: its error waits to be read
+                answers.append(event(ws, timeout=5))
+                break
+            answers.append(event(ws, timeout=5))
+            with contextlib.suppress(queue.Empty):  # the fatal error, once the limit has passed
+                answers.append(event(ws, timeout=0.2))
+        fatal = [a for a in answers if a.get("fatal")]
+        assert len(fatal) == 1 and "session.config" in fatal[0]["message"]
+        assert 1.5 < time.monotonic() - started < 4
+        assert {"error", "voice.list"} <= {a["type"] for a in answers}
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive(timeout=5)
+        assert closed.value.code == 1008
 
 
 def test_an_idle_session_is_closed_and_keepalives_keep_it(realtime):
