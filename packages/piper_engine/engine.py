@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from piper_engine.chunked_vits import ChunkedVits
 from piper_engine.settings import PiperSettings
 from piper_engine.words import word_alignment
-from tts_common.contract import FieldError
+from tts_common.contract import FieldError, shown
 from tts_common.cpu_lanes import CpuLanes, Turn, default_lanes
 from tts_common.settings import CpuSettings
 from tts_common.synthesis import Synthesis, WordTime
@@ -173,13 +173,13 @@ class PiperEngine:
 
     def language(self, wanted: str | None) -> str:
         if wanted is not None and wanted.lower() not in LANGUAGES:
-            raise FieldError("language", f"unsupported language {wanted!r}; available: Auto, en")
+            raise FieldError("language", f"unsupported language {shown(wanted)}; available: Auto, en")
         return "en"
 
     def check_voice(self, voice: str | None) -> None:
         name = self.settings.voice
         if voice not in (None, name):
-            raise FieldError("voice", f"unknown voice {voice!r}; available: {name}")
+            raise FieldError("voice", f"unknown voice {shown(voice)}; available: {name}")
 
     def voice_names(self) -> list[str]:
         return [self.settings.voice]

@@ -22,6 +22,9 @@ from pydantic import (
 )
 
 MAX_TEXT_CHARS = 5000
+# Longest voice name and language tag a request may give.
+MAX_NAME_CHARS = 128
+MAX_LANGUAGE_CHARS = 32
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 DEFAULT_SAMPLE_RATE: Final = 24000
 MULAW_SAMPLE_RATE: Final = 8000
@@ -49,8 +52,10 @@ class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     text: StrictStr = Field(max_length=MAX_TEXT_CHARS)
-    voice: StrictStr | None = Field(default=None, validation_alias=AliasChoices("voice", "speaker"))
-    language: StrictStr = "en"
+    voice: StrictStr | None = Field(
+        default=None, max_length=MAX_NAME_CHARS, validation_alias=AliasChoices("voice", "speaker")
+    )
+    language: StrictStr = Field(default="en", max_length=MAX_LANGUAGE_CHARS)
     format: AudioFormat = AudioFormat.pcm
     sample_rate: SampleRate | None = None
 
@@ -104,6 +109,17 @@ def _speakable(char: str) -> bool:
     return not char.isspace() and unicodedata.category(char)[0] not in "ZC"
 
 
+# A client's value echoed in an error or a log line is cut to this many characters,
+# so a hostile value (a megabyte-long voice name) costs no more than a short one.
+MAX_SHOWN_CHARS = 64
+
+
+def shown(value: object) -> str:
+    """`value` as an error message quotes it: its repr, cut to MAX_SHOWN_CHARS."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "\u2026"
+
+
 class FieldError(ValueError):
     """A request problem that names the field at fault."""
 
@@ -123,7 +139,9 @@ class RequestError(Exception):
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "body"
+    """The field's path; a client's own key (an unknown field) cut as `shown` cuts values."""
+    name = ".".join(str(part) for part in loc) or "body"
+    return name if len(name) <= MAX_SHOWN_CHARS else name[: MAX_SHOWN_CHARS - 1] + "\u2026"
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, str]]:

@@ -22,7 +22,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
-from .contract import DEFAULT_SAMPLE_RATE, MAX_TEXT_CHARS, SampleRate, validation_errors
+from .contract import (
+    DEFAULT_SAMPLE_RATE,
+    MAX_LANGUAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    SampleRate,
+    shown,
+    validation_errors,
+)
 
 
 class ProtocolError(Exception):
@@ -50,9 +58,9 @@ class SessionConfig(_Message):
     unknown field is refused by name, as the HTTP contract does."""
 
     type: Literal["session.config"] = "session.config"
-    voice: StrictStr | None = None
+    voice: StrictStr | None = Field(default=None, max_length=MAX_NAME_CHARS)
     # "Auto" (the plugin's default) lets the model choose; the Truss says which others it takes.
-    language: StrictStr | None = None
+    language: StrictStr | None = Field(default=None, max_length=MAX_LANGUAGE_CHARS)
     speed: float = Field(default=1.0, gt=0)
     # Accepted as the plugin sends them; only streamed raw PCM is produced.
     task_type: Literal["Base", "CustomVoice", "VoiceDesign"] | None = None
@@ -128,7 +136,7 @@ def parse_message(
     model: type[_Message] | None = config_model if kind == "session.config" else _KINDS.get(kind)
     if model is None:
         known = ", ".join(["session.config", *_KINDS, *extra_kinds])
-        raise ProtocolError.of("type", f"unknown message type {kind!r}; expected one of {known}")
+        raise ProtocolError.of("type", f"unknown message type {shown(kind)}; expected one of {known}")
     try:
         # Strict, as over HTTP: "1.0" is not a speed and true is not a sample rate.
         parsed: ClientMessage = model.model_validate(data, strict=True)  # type: ignore[assignment]

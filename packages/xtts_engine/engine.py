@@ -19,7 +19,7 @@ from pydantic import AliasChoices, BaseModel, Field
 from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
 
-from tts_common.contract import FieldError
+from tts_common.contract import FieldError, shown
 from tts_common.reference_audio import ReferenceClip, to_mono
 from tts_common.speaker_cache import SpeakerCache, content_key
 from tts_common.synthesis import Synthesis
@@ -165,13 +165,16 @@ class XttsEngine:
         language = AUTO_LANGUAGE if wanted is None or wanted.lower() == "auto" else wanted
         if language not in self.languages:
             raise FieldError(
-                "language", f"unsupported language {wanted!r}; supported: Auto, {', '.join(self.languages)}"
+                "language",
+                f"unsupported language {shown(wanted)}; supported: Auto, {', '.join(self.languages)}",
             )
         return language
 
     def check_voice(self, voice: str | None) -> None:
         if voice is not None and voice not in self.voices:
-            raise FieldError("voice", f"unknown voice {voice!r}; available: {', '.join(sorted(self.voices))}")
+            raise FieldError(
+                "voice", f"unknown voice {shown(voice)}; available: {', '.join(sorted(self.voices))}"
+            )
 
     def voice_names(self) -> list[str]:
         return sorted(self.voices)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from tts_common.contract import AudioFormat, FieldError, SampleRate, check_text, parse_request
+from tts_common.contract import AudioFormat, FieldError, SampleRate, check_text, parse_request, shown
 
 # mini-v1 stops at ~30 s of audio (generation_config max_length 2580 frames at
 # 86 Hz); 400 characters is about 25 s of speech.
@@ -41,7 +41,9 @@ def _check_format(value: str, batch: bool) -> str:
     supported = ["json"] if batch else ["json", *(f.value for f in BINARY_FORMATS)]
     if value not in supported:
         hint = "; a batch always answers JSON" if batch and value in ("wav", "pcm") else ""
-        raise FieldError("format", f"unsupported format {value!r}; supported: {', '.join(supported)}{hint}")
+        raise FieldError(
+            "format", f"unsupported format {shown(value)}; supported: {', '.join(supported)}{hint}"
+        )
     return value
 
 

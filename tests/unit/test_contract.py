@@ -91,3 +91,12 @@ def test_errors_say_what_is_wrong():
     with pytest.raises(RequestError) as nul:
         parse({"text": "ab\u0000"})
     assert "U+0000 at index 2" in str(nul.value)
+
+
+@pytest.mark.parametrize(
+    "body", [{"text": "Hi", "voice": "v" * 1_000_000}, {"text": "Hi", "k" * 1_000_000: 1}]
+)
+def test_a_huge_client_value_is_refused_without_being_echoed(body):
+    with pytest.raises(RequestError) as refused:
+        parse(body)
+    assert refused.value.status == 422 and len(str(refused.value)) < 500

@@ -136,3 +136,25 @@ def test_server_events_have_the_shapes_the_plugin_reads():
     assert done["timestamp_info"]["word_alignment"]["word_end_times_seconds"] == [0.3, 0.8]
     assert "timestamp_info" not in json.loads(AudioDone(sentence_index=0, audio_seconds=1.0).json_text())
     assert json.loads(SessionDone(sentences=0).json_text()) == {"type": "session.done", "sentences": 0}
+
+
+HUGE = "x" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    "kind, data, field",
+    [
+        ("session.config", {"type": "session.config", "voice": HUGE}, "voice"),
+        ("session.config", {"type": "session.config", "language": HUGE}, "language"),
+        ("session.config", {"type": "session.config", HUGE: 1}, "x"),
+        (HUGE, {"type": HUGE}, "type"),
+    ],
+    ids=["voice", "language", "unknown-key", "type"],
+)
+def test_a_huge_client_value_is_refused_without_being_echoed(kind, data, field):
+    """The error event (and the log line made of it) stays short whatever the client sent."""
+    with pytest.raises(ProtocolError) as refused:
+        parse_message(kind, data, SessionConfig)
+    event = ErrorEvent.of(refused.value).json_text()
+    assert refused.value.errors[0]["field"].startswith(field)
+    assert len(event) < 500 and len(str(refused.value)) < 500

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.websockets import WebSocket
 
-from tts_common.contract import RequestError, validation_errors
+from tts_common.contract import RequestError, shown, validation_errors
 from tts_common.realtime_protocol import ProtocolError, SessionConfig, VoiceAdded, VoiceList
 from tts_common.realtime_session import RealtimeService
 from tts_common.reference_audio import decode_reference_wav
@@ -33,7 +33,7 @@ class VoiceAdd(BaseModel):
     type: StrictStr
     name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[\w .'-]+$")
     audio_data: StrictStr  # base64 WAV, 1 to 30 s
-    audio_format: StrictStr = "wav"
+    audio_format: StrictStr = Field(default="wav", max_length=16)
     # Accepted for the plugin's sake: XTTS conditions on the audio alone.
     ref_text: StrictStr | None = None
     consent: StrictStr | None = None
@@ -62,10 +62,10 @@ class UploadedVoices:
         engine = self._engine
         if add.audio_format.lower() != "wav":
             raise ProtocolError.of(
-                "audio_format", f"{add.audio_format!r} is not supported; send wav", "voice.add"
+                "audio_format", f"{shown(add.audio_format)} is not supported; send wav", "voice.add"
             )
         if add.name in engine.voices and add.name not in self._uploaded:
-            raise ProtocolError.of("name", f"{add.name!r} is a built-in voice", "voice.add")
+            raise ProtocolError.of("name", f"{shown(add.name)} is a built-in voice", "voice.add")
         limit = engine.settings.max_cloned_voices
         if add.name not in self._uploaded and len(self._uploaded) >= limit:
             raise ProtocolError.of(
