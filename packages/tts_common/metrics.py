@@ -49,6 +49,7 @@ class SessionOutcome(enum.Enum):
     error = "error"  # a fatal error event: a stalled synthesis, a failed session
     timeout = "timeout"  # no session.config, idle, or a client that read nothing in time
     unauthorized = "unauthorized"  # no or wrong API key
+    rejected = "rejected"  # closed for breaking the protocol: a frame over its size limit
 
 
 class UtteranceOutcome(enum.Enum):
@@ -74,7 +75,7 @@ REQUESTS: Final = Counter(
 )
 SESSIONS: Final = Counter(
     "tts_sessions_total",
-    "WebSocket sessions by how they ended (ok, client_gone, error, timeout, unauthorized).",
+    "WebSocket sessions by how they ended (ok, client_gone, error, timeout, unauthorized, rejected).",
     ["model", "outcome"],
 )
 UTTERANCES: Final = Counter(

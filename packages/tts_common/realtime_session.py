@@ -86,8 +86,9 @@ from .text import IncrementalText
 
 logger = logging.getLogger(__name__)
 
-# Close codes (RFC 6455): normal, policy violation (timeouts, auth), internal error.
-CLOSE_NORMAL, CLOSE_POLICY, CLOSE_ERROR = 1000, 1008, 1011
+# Close codes (RFC 6455): normal, policy violation (timeouts, auth), message too big,
+# internal error.
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR = 1000, 1008, 1009, 1011
 # Close codes a client sends when it ends a session on purpose.
 _CLIENT_CLOSED = frozenset({1000, 1001})
 
@@ -295,8 +296,13 @@ class _Session:
             raise ProtocolError.of("message", "binary frames are not part of the protocol; send JSON text")
         limit = self.service.realtime.max_message_bytes
         size = len(raw.encode("utf-8", "surrogatepass"))
-        if size > limit:
-            raise ProtocolError.of("message", f"is {size} bytes; at most {limit}")
+        if size > limit:  # not a mistake a client makes twice: the socket is closed
+            too_big = f"is {size} bytes; at most {limit}: closing"
+            raise _Stop(
+                SessionOutcome.rejected,
+                CLOSE_TOO_BIG,
+                ErrorEvent(message=too_big, field="message", fatal=True),
+            )
         kind, data = message_type(raw)
         parsed = parse_message(kind, data, self.service.config_model, tuple(self.service.control))
         if isinstance(parsed, dict):

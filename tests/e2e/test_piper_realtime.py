@@ -119,13 +119,23 @@ def test_protocol_errors_name_what_is_wrong(realtime, message, field):
         assert error["type"] == "error" and error["field"] == field, error
 
 
-def test_binary_and_oversized_messages_are_refused(realtime):
+def test_binary_messages_are_refused_and_an_oversized_one_closes_the_socket(realtime):
     with session(realtime) as ws:
         ws.send_bytes(b"\x00\x01")
         assert event(ws)["field"] == "message"
+        before = scrape(realtime)
         send(ws, type="voice.list", padding="x" * 70000)
         error = event(ws)
-        assert error["field"] == "message" and "at most 65536" in error["message"]
+        assert error["field"] == "message" and "at most 65536" in error["message"] and error["fatal"]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive(timeout=5)
+        assert closed.value.code == 1009
+
+    def rejected(samples) -> float:
+        return value(samples, "tts_sessions_total", MODEL, outcome="rejected")
+
+    after = settled(realtime, lambda s: rejected(s) > rejected(before))
+    assert rejected(after) == rejected(before) + 1
 
 
 def test_an_empty_flush_is_answered_at_once(realtime):
