@@ -47,13 +47,20 @@ class Engine(Protocol):
         before it needs this (a WebSocket session's later units)."""
 
 
+def resolve(engine: Engine, language: str | None, voice: str | None) -> str:
+    """The engine's checks of what a request or session asks for (FieldError naming
+    the field), and the language it will speak."""
+    spoken = engine.language(language)
+    engine.check_voice(voice)
+    return spoken
+
+
 def plan(
     engine: Engine, text: str, language: str | None, voice: str | None, options: Any, **extra: Any
 ) -> Synthesis:
     """A whole text's synthesis: the engine's checks (FieldError), then the text
     plan (each sentence whole; only one over the engine's limit is split, at its
     own punctuation). `extra` goes to the engine (XTTS: a reference clip)."""
-    spoken = engine.language(language)
-    engine.check_voice(voice)
+    spoken = resolve(engine, language, voice)
     units = plan_segments(text, max_chars=engine.max_unit_chars(spoken))
     return engine.synthesis(units, spoken, voice, options, **extra)

@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from .audio import StreamEncoder
 from .auth import REFUSAL, ApiKeyCheck
 from .connection import cap_send_buffer, request_id
 from .contract import AudioFormat, FieldError
-from .engine import Engine
+from .engine import Engine, resolve
 from .metrics import SessionOutcome, Transport
 from .realtime_protocol import (
     AudioDone,
@@ -122,13 +121,13 @@ class RealtimeService:
         self.voice_list = voice_list or (lambda: VoiceList(voices=engine.voice_names()))
         self._auth = ApiKeyCheck(key)
 
-    def check(self, config: SessionConfig) -> None:
-        """The engine's checks of a session.config, as protocol errors naming the field."""
+    def check(self, config: SessionConfig) -> str:
+        """The engine's checks of a session.config, as protocol errors naming the
+        field; the language it will speak."""
         try:
             if config.word_timestamps and not self.engine.word_times:
                 raise FieldError("timestamp_type", 'this model gives no word timestamps; send "none"')
-            self.engine.language(config.language)
-            self.engine.check_voice(config.voice)
+            return resolve(self.engine, config.language, config.voice)
         except FieldError as exc:
             raise ProtocolError.of(exc.field, exc.message, config.type) from None
 
@@ -188,7 +187,7 @@ class _Session:
         self.units: asyncio.Queue[_Unit | _Flush] = asyncio.Queue()
         self.out: asyncio.Queue[_Out] = asyncio.Queue()
         self.queued_chars = 0  # text in queued units, not yet handed to the model
-        self.closing = threading.Event()  # the whole session stops
+        self.closing = False  # the whole session stops: a unit waiting for a slot leaves
         self.backlog = Backlog(self.core.settings.max_ahead_s)  # shared by the session's runs
         self.playback_end = 0.0  # when the listener runs out of audio sent so far
         self.working = False  # the producer is on a unit
@@ -223,8 +222,7 @@ class _Session:
                         SessionOutcome.error, CLOSE_ERROR, self._internal_error("the session failed")
                     )
         finally:
-            self.closing.set()  # barge-in: admission stops waiting for this session
-            self.backlog.wake()
+            self.closing = True
             for task in tasks:
                 task.cancel()  # the producer's run is cancelled as its task ends
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -309,9 +307,9 @@ class _Session:
             reply = await self.service.control[kind](parsed)
             await self._send_event(reply)
         elif isinstance(parsed, SessionConfig):
-            self.service.check(parsed)
+            language = self.service.check(parsed)
             self.config = parsed
-            self.text.max_chars = self.engine.max_unit_chars(self.engine.language(parsed.language))
+            self.text.max_chars = self.engine.max_unit_chars(language)
         elif isinstance(parsed, InputText):
             self._take_text(parsed.text)
         elif isinstance(parsed, InputDone):
@@ -426,7 +424,7 @@ class _Session:
         return True
 
     async def _gone(self) -> bool:
-        return self.closing.is_set()
+        return self.closing
 
     # -- sender ------------------------------------------------------------------
 

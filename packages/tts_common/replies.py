@@ -10,10 +10,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .auth import REFUSAL
 from .connection import REQUEST_ID_HEADER
 from .contract import RequestError
+from .metrics import Transport
+from .slots import Busy, ClientGone
+from .synthesis import Lease, SynthesisCore
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +52,24 @@ def internal_error(what: str, rid: str) -> JSONResponse:
     return json_error(500, f"{what}; the server log has details under request id {rid}", rid)
 
 
-def unauthorized(message: str, rid: str) -> JSONResponse:
+def unauthorized(rid: str) -> JSONResponse:
+    """The 401 for a request without the API key (auth.py)."""
     return json_error(
-        401, message, rid, field="authorization", headers={"WWW-Authenticate": 'Bearer realm="tts"'}
+        401, REFUSAL, rid, field="authorization", headers={"WWW-Authenticate": 'Bearer realm="tts"'}
     )
 
 
 def client_gone(rid: str) -> Response:
     """499 (nginx's "client closed request"): nobody reads it; it names the outcome in logs."""
     return Response(status_code=499, headers={REQUEST_ID_HEADER: rid})
+
+
+async def admit(core: SynthesisCore, request: Request, rid: str) -> Lease | Response:
+    """A slot for an HTTP request, or the answer of one that never started: 503
+    (busy or overloaded) or 499 (its client left while it waited)."""
+    try:
+        return await core.admit(Transport.http, rid, gone=request.is_disconnected)
+    except Busy as exc:
+        return busy(str(exc), rid)
+    except ClientGone:
+        return client_gone(rid)

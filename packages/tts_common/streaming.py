@@ -27,7 +27,7 @@ from starlette.types import Message, Send
 
 from . import replies
 from .audio import StreamEncoder
-from .auth import REFUSAL, ApiKeyCheck
+from .auth import ApiKeyCheck
 from .connection import REQUEST_ID_HEADER, cap_send_buffer, request_id
 from .contract import (
     AudioFormat,
@@ -40,8 +40,8 @@ from .contract import (
     parse_request,
 )
 from .metrics import Outcome, Transport, outcome_of
-from .slots import Busy, ClientGone
-from .synthesis import Audio, Backlog, Run, RunFailed, RunStalled, Synthesis, SynthesisCore
+from .slots import ClientGone
+from .synthesis import Audio, Backlog, Finished, Run, RunFailed, RunStalled, Synthesis, SynthesisCore
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class AudioStreamer:
         arrived = time.monotonic()
         rid = request_id(request)
         if not self._auth.accepts(request.headers, rid):
-            return self._answered(replies.unauthorized(REFUSAL, rid))
+            return self._answered(replies.unauthorized(rid))
         try:
             body = await request.body()
             check_body_size(body, self.settings.max_body_bytes)
@@ -112,12 +112,9 @@ class AudioStreamer:
         except Exception:
             logger.exception("[%s] preparing the request failed", rid)
             return self._answered(replies.internal_error("preparing the request failed", rid))
-        try:
-            lease = await self.core.admit(Transport.http, rid, gone=request.is_disconnected)
-        except Busy as exc:
-            return self._answered(replies.busy(str(exc), rid))
-        except ClientGone:
-            return self._answered(replies.client_gone(rid))
+        lease = await replies.admit(self.core, request, rid)
+        if isinstance(lease, Response):
+            return self._answered(lease)
         backlog = Backlog(self.settings.max_ahead_s)
         run = Run(
             self.core,
@@ -149,7 +146,13 @@ class AudioStreamer:
         return response
 
     def _stream(
-        self, run: Run, backlog: Backlog, first: object, req: StreamRequest, synthesis: Synthesis, rid: str
+        self,
+        run: Run,
+        backlog: Backlog,
+        first: Audio | Finished,
+        req: StreamRequest,
+        synthesis: Synthesis,
+        rid: str,
     ) -> Response:
         ended: list[Outcome] = []  # how the body ended, when it says so itself
 

@@ -104,10 +104,6 @@ class XttsEngine:
     def sample_rate(self) -> int:
         return int(self.model.config.model_args.output_sample_rate)
 
-    def char_limit(self, language: str) -> int:
-        limits: dict[str, int] = self.model.tokenizer.char_limits
-        return limits.get(language.split("-")[0], 250)
-
     def load(self, max_streams: int) -> None:
         """`max_streams`: how many generations the Truss runs at once."""
         cuda = torch.cuda.is_available()
@@ -180,7 +176,9 @@ class XttsEngine:
         return sorted(self.voices)
 
     def max_unit_chars(self, language: str) -> int:
-        return self.char_limit(language)
+        """The tokenizer's character limit for the language (250 where it has none)."""
+        limits: dict[str, int] = self.model.tokenizer.char_limits
+        return limits.get(language.split("-")[0], 250)
 
     def speakable(self, text: str) -> bool:
         return any(c.isalnum() for c in text)

@@ -21,12 +21,12 @@ from model.schema import BatchRequest, SingleRequest, parse_parler_request
 from model.settings import ParlerSettings
 from tts_common import replies
 from tts_common.audio import resample_clip
-from tts_common.auth import REFUSAL, ApiKeyCheck
+from tts_common.auth import ApiKeyCheck
 from tts_common.clips import clip_response, wav_base64
 from tts_common.connection import REQUEST_ID_HEADER, request_id
 from tts_common.contract import AudioFormat, RequestError, check_body_size
 from tts_common.metrics import ModelMetrics, Transport, UtteranceOutcome, outcome_of
-from tts_common.slots import Busy, ClientGone, SlotGate
+from tts_common.slots import SlotGate
 from tts_common.synthesis import SynthesisCore
 from tts_common.truss_context import TrussContext
 from tts_common.weights import checkpoint_dir
@@ -70,7 +70,7 @@ class Model:
         assert generator is not None
         rid = request_id(request)
         if not self._auth.accepts(request.headers, rid):
-            return replies.unauthorized(REFUSAL, rid)
+            return replies.unauthorized(rid)
         try:
             body = await request.body()
             check_body_size(body, self._max_body_bytes)
@@ -83,12 +83,9 @@ class Model:
             for item in items
         ]
         rate = req.sample_rate or generator.sampling_rate
-        try:
-            lease = await self._core.admit(Transport.http, rid, gone=request.is_disconnected)
-        except Busy as exc:
-            return replies.busy(str(exc), rid)
-        except ClientGone:
-            return replies.client_gone(rid)
+        lease = await replies.admit(self._core, request, rid)
+        if isinstance(lease, Response):
+            return lease
         self._metrics.batch_items.observe(len(jobs))
         try:
             clips = await asyncio.to_thread(generator.generate, jobs)
