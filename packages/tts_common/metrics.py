@@ -50,6 +50,7 @@ class SessionOutcome(enum.Enum):
     timeout = "timeout"  # no session.config, idle, or a client that read nothing in time
     unauthorized = "unauthorized"  # no or wrong API key
     rejected = "rejected"  # closed for breaking the protocol: a frame over its size limit
+    cut = "cut"  # the client took audio too slowly while holding a slot (minimum drain rate)
 
 
 class UtteranceOutcome(enum.Enum):
@@ -59,6 +60,7 @@ class UtteranceOutcome(enum.Enum):
     cancelled = "cancelled"  # stopped early: the client left, barged in or was cut
     error = "error"  # the model raised
     stalled = "stalled"  # the watchdog abandoned it
+    cut = "cut"  # its client took audio too slowly (minimum drain rate): stopped, slot freed
     busy = "busy"  # refused admission: no slot, or the model stayed overloaded
 
 
@@ -75,12 +77,12 @@ REQUESTS: Final = Counter(
 )
 SESSIONS: Final = Counter(
     "tts_sessions_total",
-    "WebSocket sessions by how they ended (ok, client_gone, error, timeout, unauthorized, rejected).",
+    "WebSocket sessions by how they ended (ok, client_gone, error, timeout, unauthorized, rejected, cut).",
     ["model", "outcome"],
 )
 UTTERANCES: Final = Counter(
     "tts_utterances_total",
-    "Synthesis runs (an HTTP stream, a WebSocket unit) by outcome (ok, cancelled, error, stalled, busy).",
+    "Synthesis runs (HTTP streams, WebSocket units) by outcome (ok, cancelled, error, stalled, busy, cut).",
     ["model", "transport", "outcome"],
 )
 TIME_TO_FIRST_AUDIO: Final = Histogram(

@@ -34,7 +34,6 @@ by how it ended (`tts_sessions_total`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -46,7 +45,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .audio import StreamEncoder
 from .auth import REFUSAL, ApiKeyCheck
-from .connection import cap_send_buffer, request_id
+from .connection import cap_send_buffer, drop, request_id
 from .contract import AudioFormat, FieldError
 from .engine import Engine, resolve
 from .metrics import SessionOutcome, Transport
@@ -73,6 +72,7 @@ from .synthesis import (
     POLL_S,
     Audio,
     Backlog,
+    ClientTooSlow,
     Finished,
     Run,
     RunFailed,
@@ -88,6 +88,8 @@ logger = logging.getLogger(__name__)
 # Close codes (RFC 6455): normal, policy violation (timeouts, auth), message too big,
 # internal error.
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR = 1000, 1008, 1009, 1011
+# How long a closing session waits for a client to take its last frames.
+CLOSE_WAIT_S = 2.0
 # Close codes a client sends when it ends a session on purpose.
 _CLIENT_CLOSED = frozenset({1000, 1001})
 
@@ -144,11 +146,19 @@ class RealtimeService:
 
 
 async def _close(websocket: WebSocket, code: int, event: ErrorEvent | None = None) -> None:
-    with contextlib.suppress(Exception):  # the client may be gone already
+    """The error event (if any) and a close frame; a client that reads nothing
+    cannot hold this up: after CLOSE_WAIT_S the connection is dropped."""
+
+    async def close() -> None:
         if event is not None:
             await websocket.send_text(event.json_text())
         if websocket.application_state is not WebSocketState.DISCONNECTED:
             await websocket.close(code=code, reason=(event.message[:120] if event else ""))
+
+    try:
+        await asyncio.wait_for(close(), CLOSE_WAIT_S)
+    except Exception:  # the client reads nothing, or is gone already
+        drop(websocket)
 
 
 @dataclass
@@ -188,7 +198,7 @@ class _Session:
         self.out: asyncio.Queue[_Out] = asyncio.Queue()
         self.queued_chars = 0  # text in queued units, not yet handed to the model
         self.closing = False  # the whole session stops: a unit waiting for a slot leaves
-        self.backlog = Backlog(self.core.settings.max_ahead_s)  # shared by the session's runs
+        self.backlog = Backlog(self.core.settings)  # shared by the session's runs
         self.playback_end = 0.0  # when the listener runs out of audio sent so far
         self.working = False  # the producer is on a unit
         self.sending = False
@@ -419,6 +429,9 @@ class _Session:
             )
         except RunStalled:
             self.out.put_nowait(self._internal_error(f"synthesis of sentence {index} stalled", index))
+        except ClientTooSlow as exc:  # its sends are stuck behind what it did not read: end it now
+            event = ErrorEvent(message=f"{exc}: closing", fatal=True)
+            raise _Stop(SessionOutcome.cut, CLOSE_POLICY, event) from None
         finally:
             run.cancel()  # barge-in, or the session ending, stops the worker at its next chunk
         return True
@@ -458,7 +471,7 @@ class _Session:
                 else:
                     await asyncio.wait_for(self.ws.send_text(payload), timeout)
             except TimeoutError:
-                logger.info("[%s] client took nothing for %g s: cut", self.rid, timeout)
+                logger.warning("[%s] client took nothing for %g s: cut", self.rid, timeout)
                 raise _Stop(SessionOutcome.timeout, CLOSE_POLICY) from None
             except WebSocketDisconnect:
                 logger.info("[%s] client gone while sending", self.rid)

@@ -73,6 +73,11 @@ class ServingSettings(Settings):
     max_ahead_s: float = Field(4.0, gt=0)
     # A client that takes no audio for this long is cut and its slot freed.
     read_timeout_s: float = Field(30.0, gt=0)
+    # A run whose audio waits for its client holds a slot for that client alone: the
+    # client must take audio at this rate x real time or more, with at most
+    # `drain_grace_s` of waiting to spare, or it is cut and the slot freed (0: no minimum).
+    min_drain_rate: float = Field(0.5, ge=0, le=1)
+    drain_grace_s: float = Field(3.0, gt=0)
     # A synthesis that yields nothing for this long is aborted; the replica reports
     # unhealthy until that work returns.
     stall_timeout_s: float = Field(60.0, gt=0)
@@ -90,6 +95,8 @@ class ServingSettings(Settings):
         "queue_timeout_s": "TTS_QUEUE_TIMEOUT_S",
         "max_ahead_s": "TTS_MAX_AHEAD_S",
         "read_timeout_s": "TTS_READ_TIMEOUT_S",
+        "min_drain_rate": "TTS_MIN_DRAIN_RATE",
+        "drain_grace_s": "TTS_DRAIN_GRACE_S",
         "stall_timeout_s": "TTS_STALL_TIMEOUT_S",
         "max_body_bytes": "TTS_MAX_BODY_BYTES",
         "admit_behind_s": "TTS_ADMIT_BEHIND_S",

@@ -7,10 +7,11 @@ into the body of a StreamingResponse, and the run's failures into HTTP. The
 response is a StreamingResponse we build ourselves, because truss's own
 generator streaming (a) cannot set the Content-Type, and (b) swallows an
 exception raised mid-stream and ends the body cleanly, so a cut-short stream
-looks like a complete 200. Here an exception after the first byte propagates to
-uvicorn, which drops the connection without the terminating chunk: the client
-sees an incomplete body, never a short 200. A client that takes no audio for
-`read_timeout_s` is cut, and its run cancelled.
+looks like a complete 200. Here a stream that ends early for any reason but
+the client's own leaving (the model failed or stalled mid-stream, the client
+took no audio for `read_timeout_s`, or took it under the core's minimum drain
+rate) is dropped (`connection.drop`): no terminating chunk, so the client sees
+an incomplete body, never a short 200; the log has one line saying why.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.types import Message, Send
 from . import replies
 from .audio import StreamEncoder
 from .auth import ApiKeyCheck
-from .connection import REQUEST_ID_HEADER, cap_send_buffer, request_id
+from .connection import REQUEST_ID_HEADER, cap_send_buffer, drop, request_id
 from .contract import (
     AudioFormat,
     FieldError,
@@ -41,7 +42,17 @@ from .contract import (
 )
 from .metrics import Outcome, Transport, outcome_of
 from .slots import ClientGone
-from .synthesis import Audio, Backlog, Finished, Run, RunFailed, RunStalled, Synthesis, SynthesisCore
+from .synthesis import (
+    Audio,
+    Backlog,
+    ClientTooSlow,
+    Finished,
+    Run,
+    RunFailed,
+    RunStalled,
+    Synthesis,
+    SynthesisCore,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +70,15 @@ class _AudioResponse(StreamingResponse):
     def __init__(
         self,
         content: AsyncIterator[bytes],
+        request: Request,
+        rid: str,
         read_timeout_s: float,
         on_close: Callable[[BaseException | None], None],
         **kwargs: Any,
     ):
         super().__init__(content, **kwargs)
+        self._request = request
+        self._rid = rid
         self._read_timeout_s = read_timeout_s
         self._on_close = on_close
 
@@ -76,10 +91,21 @@ class _AudioResponse(StreamingResponse):
 
         try:
             await super().stream_response(send_or_cut)
+        except StreamAborted as exc:
+            self._on_close(exc)
+            if not _drop(self._request, self._rid, str(exc)):
+                raise  # uvicorn drops the connection instead, with a traceback
+            return
         except BaseException as exc:
             self._on_close(exc)
             raise
         self._on_close(None)
+
+
+def _drop(request: Request, rid: str, why: str) -> bool:
+    dropped = drop(request)
+    logger.warning("[%s] %s: stream cut%s", rid, why, "" if dropped else " (by raising)")
+    return dropped
 
 
 class AudioStreamer:
@@ -115,7 +141,7 @@ class AudioStreamer:
         lease = await replies.admit(self.core, request, rid)
         if isinstance(lease, Response):
             return self._answered(lease)
-        backlog = Backlog(self.settings.max_ahead_s)
+        backlog = Backlog(self.settings)
         run = Run(
             self.core,
             lease,
@@ -126,6 +152,7 @@ class AudioStreamer:
             started_at=arrived,
             rid=rid,
             gone=request.is_disconnected,
+            on_cut=lambda: drop(request),  # the core has logged why
         )
         bytes_per_s = req.output_rate * (1 if req.format is AudioFormat.mulaw else 2)
         if not cap_send_buffer(request, bytes_per_s, self.settings.max_ahead_s):
@@ -138,7 +165,7 @@ class AudioStreamer:
             return self._answered(replies.internal_error("synthesis stalled before its first audio", rid))
         except RunFailed:
             return self._answered(replies.internal_error("synthesis failed before its first audio", rid))
-        return self._stream(run, backlog, first, req, synthesis, rid)
+        return self._stream(request, run, backlog, first, req, synthesis, rid)
 
     def _answered(self, response: Response) -> Response:
         """Counts an answer given before any audio."""
@@ -147,6 +174,7 @@ class AudioStreamer:
 
     def _stream(
         self,
+        request: Request,
         run: Run,
         backlog: Backlog,
         first: Audio | Finished,
@@ -166,6 +194,9 @@ class AudioStreamer:
             except (RunFailed, RunStalled) as exc:
                 ended.append(Outcome.cut)
                 raise StreamAborted(f"{exc} mid-stream") from None
+            except ClientTooSlow:  # the run has dropped the connection (on_cut)
+                ended.append(Outcome.cut)
+                return
             except ClientGone:
                 ended.append(Outcome.client_gone)
                 return
@@ -177,6 +208,8 @@ class AudioStreamer:
 
         return _AudioResponse(
             body(),
+            request,
+            rid,
             read_timeout_s=self.settings.read_timeout_s,
             on_close=close,
             media_type=content_type(req.format, req.output_rate),

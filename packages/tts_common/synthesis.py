@@ -92,38 +92,75 @@ class Lease:
         return True
 
 
+class ClientTooSlow(RuntimeError):
+    """The client took audio too slowly while its run held a slot: the run is cut."""
+
+
 class Backlog:
     """Seconds of audio made and not yet taken by the connection. A worker waits
-    for room before asking the model for more; the transport `take`s what it sent."""
+    for room before asking the model for more; the transport `take`s what it sent.
 
-    def __init__(self, limit_s: float):
-        self.limit_s = limit_s
+    It also enforces the minimum drain rate: a run whose audio waits for its
+    client holds a slot for that client alone, so the client must take audio at
+    `min_drain_rate` x real time or more. Time with audio waiting spends a credit
+    of at most `drain_grace_s` seconds; each second of audio taken earns 1/rate
+    back. A client taking audio in real time never runs short, nor does one
+    taking it as fast as a slow model makes it (nothing waits); one taking
+    nothing is cut after `drain_grace_s`, one trickling shortly after: dribbling
+    a byte before each read timeout no longer holds a slot."""
+
+    def __init__(self, settings: ServingSettings):
+        self.limit_s = settings.max_ahead_s
+        self._min_rate = settings.min_drain_rate
+        self._grace_s = settings.drain_grace_s
+        self._credit_s = self._grace_s
         self._seconds = 0.0
+        self._settled_at = time.monotonic()
         self._room = threading.Condition()
 
     @property
     def seconds(self) -> float:
         return self._seconds
 
+    def _settle(self) -> None:
+        """Spends the credit for the time audio waited since the last call (lock held)."""
+        now = time.monotonic()
+        if self._seconds > 0:
+            self._credit_s -= now - self._settled_at
+        self._settled_at = now
+
     def add(self, seconds: float) -> None:
         with self._room:
+            self._settle()
             self._seconds += seconds
 
     def take(self, seconds: float) -> None:
         with self._room:
+            self._settle()
             self._seconds -= seconds
+            if self._min_rate > 0:
+                self._credit_s = min(self._grace_s, self._credit_s + seconds / self._min_rate)
             self._room.notify_all()
 
     def wait_for_room(self, cancel: threading.Event) -> bool:
-        """Block while the backlog is full; False once `cancel` is set."""
+        """Block while the backlog is full; False once `cancel` is set. Raises
+        ClientTooSlow once the client has drained too slowly for too long."""
         with self._room:
-            while self._seconds >= self.limit_s and not cancel.is_set():
+            while True:
+                self._settle()
+                if self._min_rate > 0 and self._credit_s <= 0:
+                    raise ClientTooSlow(
+                        f"the client took audio at under {self._min_rate:g}x real time "
+                        f"for more than {self._grace_s:g} s while holding a slot"
+                    )
+                if self._seconds < self.limit_s or cancel.is_set():
+                    return not cancel.is_set()
                 self._room.wait(POLL_S)
-        return not cancel.is_set()
 
     def wake(self) -> None:
         """Wakes workers waiting for room, so a cancelled one sees it at once."""
-        self.take(0.0)
+        with self._room:
+            self._room.notify_all()
 
 
 @dataclass(frozen=True)
@@ -150,7 +187,7 @@ class RunStalled(RuntimeError):
     """The model yielded nothing for the stall timeout: the run was abandoned."""
 
 
-_FAILED = object()
+_FAILED, _CUT = object(), object()
 _Item = Audio | Finished | object
 
 
@@ -158,7 +195,9 @@ class Run:
     """One synthesis on its own worker thread, started at once under `lease`;
     the event loop reads its audio. `started_at` (monotonic) is the moment first
     audio is measured from; `gone()` says whether the client left; `words`: ask
-    the synthesis for word times once its audio is made."""
+    the synthesis for word times once its audio is made; `on_cut()` is called on
+    the event loop when the run cuts a client that drains too slowly (ClientTooSlow),
+    for the transport to drop a connection whose sends are blocked."""
 
     def __init__(
         self,
@@ -173,6 +212,7 @@ class Run:
         rid: str,
         gone: Gone | None = None,
         words: bool = False,
+        on_cut: Callable[[], object] | None = None,
     ):
         self._core = core
         self._lease = lease
@@ -184,6 +224,8 @@ class Run:
         self._rid = rid
         self._gone = gone
         self._want_words = words
+        self._on_cut = on_cut
+        self._cut_reason = ""
         self._cancel = threading.Event()
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
@@ -201,8 +243,9 @@ class Run:
         self._backlog.wake()
 
     async def next(self) -> Audio | Finished:
-        """The next piece of audio, or Finished. Raises RunFailed or RunStalled,
-        or ClientGone once `gone()` says the client left (the run is then cancelled)."""
+        """The next piece of audio, or Finished. Raises RunFailed, RunStalled,
+        ClientTooSlow, or ClientGone once `gone()` says the client left (the run
+        is then cancelled)."""
         while True:
             try:
                 item = await asyncio.wait_for(self._queue.get(), timeout=POLL_S)
@@ -211,6 +254,8 @@ class Run:
                 continue
             if item is _FAILED:
                 raise RunFailed(f"[{self._rid}] synthesis failed")
+            if item is _CUT:
+                raise ClientTooSlow(self._cut_reason)
             assert isinstance(item, Audio | Finished)
             if isinstance(item, Audio) and not self._first_seen:
                 self._first_seen = True
@@ -243,7 +288,7 @@ class Run:
     def _put(self, item: _Item) -> None:
         self._on_loop(self._queue.put_nowait, item)
 
-    def _on_loop(self, call: Callable[..., None], *args: object) -> None:
+    def _on_loop(self, call: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed under us: the server is stopping
             self._loop.call_soon_threadsafe(call, *args)
 
@@ -264,6 +309,14 @@ class Run:
                 self._put(Audio(tail, 0.0))
             words = self._synthesis.words() if self._want_words else None
             self._put(Finished(round(self._audio_s, 6), words))
+        except ClientTooSlow as exc:  # expected: one line, no traceback
+            logger.warning("[%s] %s: cut, slot freed", self._rid, exc)
+            self._outcome = UtteranceOutcome.cut
+            self._cut_reason = str(exc)
+            self._cancel.set()
+            self._put(_CUT)
+            if self._on_cut is not None:
+                self._on_loop(self._on_cut)
         except BaseException:  # reported to the reader, never swallowed
             logger.exception("[%s] synthesis failed", self._rid)
             self._outcome = UtteranceOutcome.error

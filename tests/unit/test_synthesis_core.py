@@ -19,6 +19,7 @@ from tts_common.slots import Busy, ClientGone
 from tts_common.synthesis import (
     Audio,
     Backlog,
+    ClientTooSlow,
     Finished,
     Lease,
     Run,
@@ -84,13 +85,14 @@ async def start(
     gone: Callable[[], asyncio.Future[bool]] | None = None,
     backlog: Backlog | None = None,
     words: bool = False,
+    on_cut: Callable[[], None] | None = None,
 ):
     lease = await service.admit(Transport.http, "test", gone)
     encoder = StreamEncoder(RATE, RATE, AudioFormat.pcm)
-    backlog = backlog or Backlog(service.settings.max_ahead_s)
+    backlog = backlog or Backlog(service.settings)
     run = Run(
         service, lease, model.synthesis([WordTime("hi", 0.0, 0.1)]), encoder, backlog, Transport.http,
-        started_at=time.monotonic(), rid="test", gone=gone, words=words,
+        started_at=time.monotonic(), rid="test", gone=gone, words=words, on_cut=on_cut,
     )  # fmt: skip
     return lease, run, backlog
 
@@ -152,7 +154,9 @@ def test_a_model_that_raises_fails_the_run_and_releases_the_slot():
 def test_cancel_stops_the_worker_within_one_chunk():
     async def main():
         service, model = core(), Model(chunks=1000, every_s=0.02)
-        lease, run, backlog = await start(service, model, backlog=Backlog(1000.0))
+        lease, run, backlog = await start(
+            service, model, backlog=Backlog(SETTINGS.model_copy(update={"max_ahead_s": 1000.0}))
+        )
         await run.next()
         run.cancel()
         made = model.made
@@ -243,3 +247,55 @@ def test_a_lease_releases_exactly_once():
     released = []
     lease = Lease(lambda: released.append(1))
     assert lease.release() and not lease.release() and released == [1]
+
+
+DRAIN = SETTINGS.model_copy(update={"min_drain_rate": 0.5, "drain_grace_s": 0.5})
+
+
+async def read_at(run, backlog: Backlog, rate: float, cut: list) -> list:
+    """Reads the run's audio, taking it at `rate` x real time until the run is `cut`."""
+    items = []
+    while True:
+        item = await run.next()
+        items.append(item)
+        if isinstance(item, Finished):
+            return items
+        if not cut:
+            await asyncio.sleep(item.seconds / rate)
+        backlog.take(item.seconds)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.05])
+def test_a_client_draining_under_the_minimum_rate_is_cut_and_its_slot_freed(rate):
+    async def main():
+        service, model = core(DRAIN), Model(chunks=1000)
+        cut: list[float] = []  # when the run called on_cut
+        lease, run, backlog = await start(service, model, on_cut=lambda: cut.append(time.monotonic()))
+        started = time.monotonic()
+        with pytest.raises(ClientTooSlow):
+            if rate:
+                await read_at(run, backlog, rate, cut)
+            else:
+                while True:
+                    await run.next()  # taken from the run, never by the connection
+        await settled(lambda: lease.released)
+        assert len(cut) == 1 and model.closed.is_set()
+        waited = cut[0] - started
+        assert (in_flight(service), count(service, "cut"), count(service, "cancelled")) == (0, 1, 0)
+        # the grace is waiting time, spent once the backlog (0.35 s) is full
+        assert DRAIN.drain_grace_s <= waited < 5.0, waited
+        (await service.admit(Transport.http, "next")).release()  # the slot came back
+
+    asyncio.run(main())
+
+
+def test_a_client_draining_in_real_time_is_never_cut():
+    async def main():
+        service, model = core(DRAIN), Model(chunks=15)  # 1.5 s: three times the grace
+        lease, run, backlog = await start(service, model)
+        items = await read_at(run, backlog, 1.0, [])
+        assert isinstance(items[-1], Finished) and items[-1].audio_s == pytest.approx(1.5)
+        await settled(lambda: lease.released)
+        assert count(service, "ok") == 1 and count(service, "cut") == 0
+
+    asyncio.run(main())

@@ -1,0 +1,147 @@
+"""Hostile clients against the Trusses as shipped (their own config.yaml bounds),
+on both transports, piper and the tiny XTTS checkpoint. Each test names the bound
+it proves; docs/operations.md lists each bound's setting.
+
+- TTS_MIN_DRAIN_RATE / TTS_DRAIN_GRACE_S: clients that take audio at a trickle
+  (1 KB every 3 s) are cut and their slots freed, so a normal request's first
+  audio comes within 15 s while three of them are connected; each cut is one
+  warning line with the request id, no traceback.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+import slow_readers
+from realtime_client import send, session
+from wsproto.events import BytesMessage
+
+TEXT = " ".join(["A slow listener should never hold a synthesis slot for long."] * 6)
+FIRST_AUDIO_BOUND_S = 15.0
+
+
+@dataclass
+class Target:
+    """A served Truss and how to speak to it."""
+
+    name: str
+    server: Any
+    transport: str  # "http" or "websocket"
+    voice: str
+
+    def log_from(self, offset: int) -> str:
+        return self.server.log_path.read_text(errors="replace")[offset:]
+
+    def log_size(self) -> int:
+        return len(self.server.log_path.read_text(errors="replace"))
+
+    def config(self, rate: int) -> dict[str, Any]:
+        return {"type": "session.config", "voice": self.voice, "sample_rate": rate, "stream_audio": True}
+
+    def slow_reader(self, rate: int, rid: str) -> slow_readers.SlowReader:
+        headers = {"X-Request-Id": rid}
+        if self.transport == "http":
+            body = {"text": TEXT, "voice": self.voice, "sample_rate": rate}
+            return slow_readers.http(self.server.predict_url, body, headers)
+        messages = [self.config(rate), {"type": "input.text", "text": TEXT}, {"type": "input.done"}]
+        return slow_readers.websocket(self.server.base_url, headers, messages)
+
+    def first_audio_s(self, text: str = "Hello there, how are you?") -> float:
+        """Seconds from asking to the first audio byte, for a client that reads."""
+        started = time.monotonic()
+        if self.transport == "http":
+            with requests.post(
+                self.server.predict_url, json={"text": text, "voice": self.voice}, stream=True, timeout=60
+            ) as r:
+                assert r.status_code == 200, r.text
+                next(r.iter_content(chunk_size=None))
+                return time.monotonic() - started
+        with session(self.server) as ws:
+            send(ws, **self.config(24000))
+            send(ws, type="input.text", text=text)
+            send(ws, type="input.done")
+            while True:
+                message = ws.receive(timeout=60)
+                if isinstance(message, BytesMessage):
+                    return time.monotonic() - started
+                assert '"error"' not in str(message.data), message.data
+
+
+@pytest.fixture(scope="module")
+def piper_realtime(serve):
+    return serve("piper-realtime", name="piper-realtime-shipped")
+
+
+@pytest.fixture(scope="module")
+def xtts_shipped(serve, xtts_checkpoint):
+    """xtts-streaming with its shipped bounds (2 slots, 8 s queue) on the tiny checkpoint."""
+    return serve("xtts-streaming", extra_env={"XTTS_MODEL_DIR": str(xtts_checkpoint)}, name="xtts-shipped")
+
+
+@pytest.fixture(scope="module")
+def xtts_realtime_shipped(serve, xtts_checkpoint):
+    return serve("xtts-realtime", extra_env={"XTTS_MODEL_DIR": str(xtts_checkpoint)}, name="xtts-rt-shipped")
+
+
+TARGETS = {
+    "piper-http": ("piper", "http", "en_US-joe-medium"),
+    "piper-ws": ("piper_realtime", "websocket", "en_US-joe-medium"),
+    "xtts-http": ("xtts_shipped", "http", "Tiny Speaker A"),
+    "xtts-ws": ("xtts_realtime_shipped", "websocket", "Tiny Speaker A"),
+}
+
+
+@pytest.fixture(params=list(TARGETS))
+def target(request) -> Iterator[Target]:
+    fixture, transport, voice = TARGETS[request.param]
+    yield Target(request.param, request.getfixturevalue(fixture), transport, voice)
+
+
+@pytest.mark.parametrize("rate", [8000, 48000])
+def test_slow_readers_are_cut_and_a_normal_request_still_speaks(target, rate):
+    """Bound: TTS_MIN_DRAIN_RATE (0.5x real time) with TTS_DRAIN_GRACE_S (3 s)."""
+    target.first_audio_s()  # warm
+    mark = target.log_size()
+    rids = [f"slow-{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    readers = [target.slow_reader(rate, rid) for rid in rids]
+    try:
+        time.sleep(2.0)  # they have asked, and hold whatever slots they got
+        waited = target.first_audio_s()
+        deadline = time.monotonic() + 30
+        while len(endings(target.log_from(mark), rids)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for reader in readers:
+            reader.hurry()  # what the kernel holds, then the end the server gave
+            reader.join(timeout=10)
+    finally:
+        for reader in readers:
+            reader.close()
+    assert waited < FIRST_AUDIO_BOUND_S, f"first audio after {waited:.1f} s with three slow readers"
+    log = target.log_from(mark)
+    ended = endings(log, rids)
+    # each was cut, or refused at once because the others held every slot (XTTS: 2)
+    assert sorted(ended) == sorted(rids), log[-3000:]
+    cut = [reader for reader, rid in zip(readers, rids, strict=True) if "cut" in ended[rid]]
+    assert len(cut) >= 2, ended
+    assert all('"WARNING"' in ended[rid] for rid in rids if "cut" in ended[rid]), ended
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
+    # the server ended each cut connection: the client read to its end, well short of the whole text
+    assert all(r.ended_after_s is not None for r in cut), [r.received for r in cut]
+    whole = 30 * rate * 2  # bytes of the text's 30-odd seconds of speech
+    assert all(r.received < whole / 2 for r in cut), [r.received for r in cut]
+
+
+def endings(log: str, rids: list[str]) -> dict[str, str]:
+    """Each slow reader's log line saying it was cut (minimum drain rate) or refused (busy)."""
+    found = {}
+    for line in log.splitlines():
+        for rid in rids:
+            if f"[{rid}]" in line and (("real time" in line and "cut" in line) or "busy" in line):
+                found.setdefault(rid, line)
+    return found
