@@ -51,6 +51,7 @@ class SessionOutcome(enum.Enum):
     unauthorized = "unauthorized"  # no or wrong API key
     rejected = "rejected"  # closed for breaking the protocol: a frame over its size limit
     cut = "cut"  # the client took audio too slowly while holding a slot (minimum drain rate)
+    busy = "busy"  # refused: the replica had TTS_WS_MAX_SESSIONS sessions open
 
 
 class UtteranceOutcome(enum.Enum):
@@ -77,7 +78,8 @@ REQUESTS: Final = Counter(
 )
 SESSIONS: Final = Counter(
     "tts_sessions_total",
-    "WebSocket sessions by how they ended (ok, client_gone, error, timeout, unauthorized, rejected, cut).",
+    "WebSocket sessions by how they ended "
+    "(ok, client_gone, error, timeout, unauthorized, rejected, cut, busy).",
     ["model", "outcome"],
 )
 UTTERANCES: Final = Counter(
@@ -101,6 +103,9 @@ REAL_TIME_FACTOR: Final = Histogram(
 )
 IN_FLIGHT: Final = Gauge(
     "tts_streams_in_flight", "Syntheses holding a slot now (at most TTS_MAX_STREAMS).", ["model"]
+)
+SESSIONS_OPEN: Final = Gauge(
+    "tts_sessions_open", "WebSocket sessions open now (at most TTS_WS_MAX_SESSIONS).", ["model"]
 )
 WAITING: Final = Gauge("tts_streams_waiting", "Requests waiting for a synthesis slot now.", ["model"])
 QUEUE_WAIT: Final = Histogram(
@@ -126,6 +131,7 @@ class ModelMetrics:
         self.model = model
         self.in_flight = IN_FLIGHT.labels(model)
         self.waiting = WAITING.labels(model)
+        self.sessions_open = SESSIONS_OPEN.labels(model)
         self.queue_wait = QUEUE_WAIT.labels(model)
         self.batch_items = BATCH_ITEMS.labels(model)
 

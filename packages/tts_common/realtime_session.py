@@ -85,9 +85,12 @@ from .text import IncrementalText
 
 logger = logging.getLogger(__name__)
 
-# Close codes (RFC 6455): normal, policy violation (timeouts, auth), message too big,
-# internal error.
-CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR = 1000, 1008, 1009, 1011
+# Close codes (RFC 6455): normal, policy violation (timeouts, auth, rate), message too
+# big, internal error, try again later (the replica's session bound).
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR, CLOSE_AGAIN = 1000, 1008, 1009, 1011, 1013
+# Text a reader plans on the event loop; longer goes to a thread, so one client's
+# big frame cannot hold up every other socket's messages.
+INLINE_TEXT_CHARS = 2048
 # How long a closing session waits for a client to take its last frames.
 CLOSE_WAIT_S = 2.0
 # Close codes a client sends when it ends a session on purpose.
@@ -122,6 +125,7 @@ class RealtimeService:
         self.control = dict(control or {})
         self.voice_list = voice_list or (lambda: VoiceList(voices=engine.voice_names()))
         self._auth = ApiKeyCheck(key)
+        self.open_sessions = 0  # on the event loop only
 
     def check(self, config: SessionConfig) -> str:
         """The engine's checks of a session.config, as protocol errors naming the
@@ -142,7 +146,20 @@ class RealtimeService:
                 websocket, CLOSE_POLICY, ErrorEvent(message=REFUSAL, field="authorization", fatal=True)
             )
             return
-        await _Session(self, websocket, rid).run()
+        limit = self.realtime.max_sessions
+        if self.open_sessions >= limit:
+            logger.warning("[%s] refused: %d sessions open already", rid, self.open_sessions)
+            self.core.metrics.session(SessionOutcome.busy)
+            busy = f"busy: this replica has {limit} sessions open; retry shortly"
+            await _close(websocket, CLOSE_AGAIN, ErrorEvent(message=busy, fatal=True))
+            return
+        self.open_sessions += 1
+        self.core.metrics.sessions_open.inc()
+        try:
+            await _Session(self, websocket, rid).run()
+        finally:
+            self.open_sessions -= 1
+            self.core.metrics.sessions_open.dec()
 
 
 async def _close(websocket: WebSocket, code: int, event: ErrorEvent | None = None) -> None:
@@ -203,6 +220,8 @@ class _Session:
         self.working = False  # the producer is on a unit
         self.sending = False
         self.opened = self.last_heard = time.monotonic()
+        self.allowance = float(service.realtime.message_burst)  # messages it may send now
+        self.counted_at = self.opened
         self._send_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -291,12 +310,24 @@ class _Session:
                 logger.info("[%s] client closed the socket (%s)", self.rid, code)
                 clean = code in _CLIENT_CLOSED
                 raise _Stop(SessionOutcome.ok if clean else SessionOutcome.client_gone, CLOSE_NORMAL)
-            self.last_heard = time.monotonic()
+            self._count_message()
             try:
                 await self._handle(message)
             except ProtocolError as exc:
                 logger.info("[%s] refused: %s", self.rid, exc)
                 await self._send_event(ErrorEvent.of(exc))
+
+    def _count_message(self) -> None:
+        """A token bucket: `message_burst` messages at once, refilled at
+        `max_messages_per_s`; a socket that sends faster is closed."""
+        settings, now = self.service.realtime, time.monotonic()
+        refill = (now - self.counted_at) * settings.max_messages_per_s
+        self.allowance = min(float(settings.message_burst), self.allowance + refill) - 1
+        self.counted_at = self.last_heard = now
+        if self.allowance < 0:
+            rate = f"more than {settings.max_messages_per_s:g} messages a second: closing"
+            event = ErrorEvent(message=rate, field="message", fatal=True)
+            raise _Stop(SessionOutcome.rejected, CLOSE_POLICY, event)
 
     async def _handle(self, message: Mapping[str, Any]) -> None:
         raw = message.get("text")
@@ -321,8 +352,9 @@ class _Session:
             self.config = parsed
             self.text.max_chars = self.engine.max_unit_chars(language)
         elif isinstance(parsed, InputText):
-            self._take_text(parsed.text)
+            await self._take_text(parsed.text)
         elif isinstance(parsed, InputDone):
+            self._check_room("input.done")
             for unit in self.text.flush():
                 self._queue(unit)
             self.units.put_nowait(_Flush())
@@ -332,7 +364,7 @@ class _Session:
             logger.info("[%s] session.close", self.rid)
             raise _Stop(SessionOutcome.ok, CLOSE_NORMAL)
 
-    def _take_text(self, text: str) -> None:
+    async def _take_text(self, text: str) -> None:
         if self.config is None:
             raise ProtocolError.of("session.config", "send a session.config before input.text", "input.text")
         limit = self.service.realtime.max_buffered_chars
@@ -341,9 +373,25 @@ class _Session:
             raise ProtocolError.of(
                 "text", f"{held} characters would wait to be spoken; at most {limit}", "input.text"
             )
-        self.text.push(text)
-        for unit in self.text.units(eager=self.in_hand_s() < self.service.realtime.eager_below_s):
+        self._check_room("input.text")
+        eager = self.in_hand_s() < self.service.realtime.eager_below_s
+        if len(self.text) + len(text) <= INLINE_TEXT_CHARS:
+            units = self._plan(text, eager)
+        else:  # the reader waits for it, so the session's text stays in order
+            units = await asyncio.to_thread(self._plan, text, eager)
+        for unit in units:
             self._queue(unit)
+
+    def _plan(self, text: str, eager: bool) -> list[str]:
+        self.text.push(text)
+        return list(self.text.units(eager=eager))
+
+    def _check_room(self, kind: str) -> None:
+        limit = self.service.realtime.max_pending_units
+        if self.units.qsize() >= limit:
+            raise ProtocolError.of(
+                "message", f"{self.units.qsize()} units wait to be spoken; at most {limit}: wait", kind
+            )
 
     def _queue(self, text: str) -> None:
         assert self.config is not None

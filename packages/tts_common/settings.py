@@ -117,6 +117,15 @@ class RealtimeSettings(Settings):
     max_message_bytes: int = Field(1024 * 1024, ge=1)
     # Text received but not yet synthesized, in characters: input.text beyond it is refused.
     max_buffered_chars: int = Field(20000, ge=1)
+    # Sessions open at once in one replica; more are closed at once with 1013 (try again).
+    max_sessions: int = Field(128, ge=1)
+    # Client messages a socket may send: `max_messages_per_s` on average, in bursts of up
+    # to `message_burst` (an LLM's tokens, one input.text each); beyond, it is closed (1008).
+    max_messages_per_s: float = Field(200.0, gt=0)
+    message_burst: int = Field(1000, ge=1)
+    # Units (sentences, and input.done flushes) queued and not yet synthesized; beyond,
+    # input.text and input.done are refused until the session catches up.
+    max_pending_units: int = Field(64, ge=1)
     # While the listener has less audio in hand than this, a sentence still arriving is
     # started at a clause break it already has (a comma, say) instead of waiting for its end.
     eager_below_s: float = Field(1.0, gt=0)
@@ -127,6 +136,10 @@ class RealtimeSettings(Settings):
         "max_message_bytes": "TTS_WS_MAX_MESSAGE_BYTES",
         "max_buffered_chars": "TTS_WS_MAX_BUFFERED_CHARS",
         "eager_below_s": "TTS_WS_EAGER_BELOW_S",
+        "max_sessions": "TTS_WS_MAX_SESSIONS",
+        "max_messages_per_s": "TTS_WS_MAX_MESSAGES_PER_S",
+        "message_burst": "TTS_WS_MESSAGE_BURST",
+        "max_pending_units": "TTS_WS_MAX_PENDING_UNITS",
     }
 
 

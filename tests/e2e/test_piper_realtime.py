@@ -54,6 +54,10 @@ def realtime(serve):
             "TTS_WS_MAX_BUFFERED_CHARS": "3000",
             "TTS_MAX_AHEAD_S": "1",
             "TTS_READ_TIMEOUT_S": "3",
+            "TTS_WS_MAX_SESSIONS": "3",
+            "TTS_WS_MAX_MESSAGES_PER_S": "100",
+            "TTS_WS_MESSAGE_BURST": "300",
+            "TTS_WS_MAX_PENDING_UNITS": "48",
         },
     )
 
@@ -136,6 +140,67 @@ def test_binary_messages_are_refused_and_an_oversized_one_closes_the_socket(real
 
     after = settled(realtime, lambda s: rejected(s) > rejected(before))
     assert rejected(after) == rejected(before) + 1
+
+
+def test_sessions_past_the_replicas_bound_are_refused_with_1013(realtime):
+    """Bound: TTS_WS_MAX_SESSIONS (3 here)."""
+    before = scrape(realtime)
+    with contextlib.ExitStack() as held:
+        for _ in range(3):
+            ws = held.enter_context(session(realtime))
+            send(ws, type="voice.list")
+            assert event(ws)["type"] == "voice.list"  # open and served
+        assert metric(realtime, "tts_sessions_open") == 3
+        with session(realtime) as ws:
+            error = event(ws)
+            assert error["fatal"] and "3 sessions open" in error["message"], error
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive(timeout=5)
+            assert closed.value.code == 1013
+    after = settled(realtime, lambda s: metric_in(s, "tts_sessions_open") == 0)
+    assert value(after, "tts_sessions_total", MODEL, outcome="busy") == (
+        value(before, "tts_sessions_total", MODEL, outcome="busy") + 1
+    )
+    with session(realtime) as ws:  # room again
+        send(ws, type="voice.list")
+        assert event(ws)["type"] == "voice.list"
+
+
+def test_a_socket_sending_past_the_message_rate_is_closed(realtime):
+    """Bound: TTS_WS_MAX_MESSAGES_PER_S (100 here) in bursts of TTS_WS_MESSAGE_BURST (300)."""
+    with session(realtime) as ws:
+        sent = 0
+        with contextlib.suppress(LocalProtocolError):  # the server closed first
+            for _ in range(2000):
+                send(ws, **CONFIG)  # no answer: nothing to read meanwhile
+                sent += 1
+        error = event(ws)
+        assert error["fatal"] and error["field"] == "message" and "100 messages a second" in error["message"]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive(timeout=5)
+        assert closed.value.code == 1008
+    assert sent >= 300
+
+
+def test_pending_units_are_bounded_and_the_session_goes_on(realtime):
+    """Bound: TTS_WS_MAX_PENDING_UNITS (48 here): past it, input.text and input.done are
+    refused until the session catches up (flooding input.done grew its queue for good)."""
+    with session(realtime) as ws:
+        send(ws, **CONFIG)
+        send(ws, type="input.text", text=" ".join(["One short sentence."] * 60))
+        refused = []
+        for _ in range(50):
+            send(ws, type="input.done")
+        while len(refused) < 1:
+            message = ws.receive(timeout=15)
+            if not isinstance(message, BytesMessage) and '"error"' in message.data:
+                refused.append(message.data)
+        assert "at most 48" in refused[0] and '"fatal":false' in refused[0].replace(" ", ""), refused
+        send(ws, type="session.close")
+
+
+def metric_in(samples, name: str) -> float:
+    return sum(v for (n, labels), v in samples.items() if n == name and ("model", MODEL) in labels)
 
 
 def test_an_empty_flush_is_answered_at_once(realtime):
