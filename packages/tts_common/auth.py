@@ -11,6 +11,7 @@ open for probes and scrapers: keep them off the public network.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
@@ -40,6 +41,14 @@ def api_key(secrets: Mapping[str, str] | None) -> str | None:
 class ApiKeyCheck:
     def __init__(self, key: str | None):
         self._key = key.encode() if key else None
+
+    def key_id(self, headers: Mapping[str, str]) -> str | None:
+        """A stable, non-reversible id of the key a caller presented, where a key is
+        checked (so the same key always maps to the same id); None otherwise."""
+        if self._key is None:
+            return None
+        token = headers.get("authorization", "").strip().partition(" ")[2].strip()
+        return hashlib.sha256(token.encode()).hexdigest()[:16]
 
     def accepts(self, headers: Mapping[str, str], rid: str) -> bool:
         """Whether a request's (or a WebSocket handshake's) headers carry the key, if one is set."""

@@ -97,9 +97,35 @@ CLOSE_WAIT_S = 2.0
 _CLIENT_CLOSED = frozenset({1000, 1001})
 
 
-# A Truss's own control messages (e.g. voice.add): the raw message in, the reply out (an
-# event model or a dict); raising ProtocolError answers an `error` naming the field.
-ControlHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+@dataclass(frozen=True)
+class Caller:
+    """Who a session serves: its request id, and the API key it presented (hashed)
+    where the Truss checks one."""
+
+    rid: str
+    key_id: str | None
+
+
+# A Truss's own control messages (e.g. voice.add): the raw message and its caller in, the
+# reply out (an event model or a dict); raising ProtocolError answers an `error` naming the field.
+ControlHandler = Callable[[dict[str, Any], Caller], Awaitable[Any]]
+
+
+class Extension:
+    """A Truss's own additions to the protocol (xtts-realtime's voice uploads); this
+    base adds nothing. Called on the event loop."""
+
+    messages: Mapping[str, ControlHandler] = {}
+
+    def voice_list(self, caller: Caller, engine: Engine) -> VoiceList:
+        return VoiceList(voices=engine.voice_names())
+
+    def voice(self, caller: Caller, name: str | None) -> str | None:
+        """The engine's name for the voice this caller asks for; FieldError if it may not."""
+        return name
+
+    def closed(self, caller: Caller) -> None:
+        """The caller's session ended."""
 
 
 class RealtimeService:
@@ -112,28 +138,24 @@ class RealtimeService:
         config_model: type[SessionConfig],
         settings: RealtimeSettings,
         key: str | None = None,
-        control: Mapping[str, ControlHandler] | None = None,
-        voice_list: Callable[[], VoiceList] | None = None,
+        extension: Extension | None = None,
     ):
-        """`config_model`: the Truss's SessionConfig (with its engine's options);
-        `control`: the Truss's own messages; `voice_list`: its answer to voice.list
-        (default: the engine's voices)."""
+        """`config_model`: the Truss's SessionConfig (with its engine's options)."""
         self.core = core
         self.engine = engine
         self.config_model = config_model
         self.realtime = settings
-        self.control = dict(control or {})
-        self.voice_list = voice_list or (lambda: VoiceList(voices=engine.voice_names()))
+        self.extension = extension or Extension()
         self._auth = ApiKeyCheck(key)
         self.open_sessions = 0  # on the event loop only
 
-    def check(self, config: SessionConfig) -> str:
+    def check(self, config: SessionConfig, caller: Caller) -> str:
         """The engine's checks of a session.config, as protocol errors naming the
         field; the language it will speak."""
         try:
             if config.word_timestamps and not self.engine.word_times:
                 raise FieldError("timestamp_type", 'this model gives no word timestamps; send "none"')
-            return resolve(self.engine, config.language, config.voice)
+            return resolve(self.engine, config.language, self.extension.voice(caller, config.voice))
         except FieldError as exc:
             raise ProtocolError.of(exc.field, exc.message, config.type) from None
 
@@ -155,11 +177,13 @@ class RealtimeService:
             return
         self.open_sessions += 1
         self.core.metrics.sessions_open.inc()
+        caller = Caller(rid, self._auth.key_id(websocket.headers))
         try:
-            await _Session(self, websocket, rid).run()
+            await _Session(self, websocket, caller).run()
         finally:
             self.open_sessions -= 1
             self.core.metrics.sessions_open.dec()
+            self.extension.closed(caller)
 
 
 async def _close(websocket: WebSocket, code: int, event: ErrorEvent | None = None) -> None:
@@ -203,12 +227,13 @@ _Out = Audio | AudioStart | AudioDone | SessionDone | ErrorEvent
 
 
 class _Session:
-    def __init__(self, service: RealtimeService, websocket: WebSocket, rid: str):
+    def __init__(self, service: RealtimeService, websocket: WebSocket, caller: Caller):
         self.service = service
         self.core = service.core
         self.engine = service.engine
         self.ws = websocket
-        self.rid = rid
+        self.caller = caller
+        self.rid = caller.rid
         self.config: SessionConfig | None = None
         self.text = IncrementalText(self.engine.max_unit_chars(self.engine.language(None)))
         self.units: asyncio.Queue[_Unit | _Flush] = asyncio.Queue()
@@ -343,12 +368,13 @@ class _Session:
                 ErrorEvent(message=too_big, field="message", fatal=True),
             )
         kind, data = message_type(raw)
-        parsed = parse_message(kind, data, self.service.config_model, tuple(self.service.control))
+        extension = self.service.extension
+        parsed = parse_message(kind, data, self.service.config_model, tuple(extension.messages))
         if isinstance(parsed, dict):
-            reply = await self.service.control[kind](parsed)
+            reply = await extension.messages[kind](parsed, self.caller)
             await self._send_event(reply)
         elif isinstance(parsed, SessionConfig):
-            language = self.service.check(parsed)
+            language = self.service.check(parsed, self.caller)
             self.config = parsed
             self.text.max_chars = self.engine.max_unit_chars(language)
         elif isinstance(parsed, InputText):
@@ -359,7 +385,7 @@ class _Session:
                 self._queue(unit)
             self.units.put_nowait(_Flush())
         elif isinstance(parsed, VoiceListRequest):
-            await self._send_event(self.service.voice_list())
+            await self._send_event(extension.voice_list(self.caller, self.engine))
         elif isinstance(parsed, SessionClose):
             logger.info("[%s] session.close", self.rid)
             raise _Stop(SessionOutcome.ok, CLOSE_NORMAL)
@@ -416,13 +442,13 @@ class _Session:
             finally:
                 self.working = False
 
-    def _prepare(self, unit: _Unit) -> Synthesis | None:
+    def _prepare(self, unit: _Unit, voice: str | None) -> Synthesis | None:
         """The unit's synthesis; None when the engine would say nothing (punctuation alone)."""
         config, engine = unit.config, self.engine
         if not engine.speakable(unit.text):
             return None
         return engine.synthesis(
-            [unit.text], engine.language(config.language), config.voice, config, self.in_hand_s()
+            [unit.text], engine.language(config.language), voice, config, self.in_hand_s()
         )
 
     async def _speak(self, unit: _Unit, index: int) -> bool:
@@ -431,8 +457,13 @@ class _Session:
         unit had nothing to say (it takes no sentence index)."""
         config = unit.config
         try:
+            voice = self.service.extension.voice(self.caller, config.voice)  # it may be gone since
+        except FieldError as exc:
+            self.out.put_nowait(ErrorEvent(message=exc.message, field=exc.field, sentence_index=index))
+            return True
+        try:
             # Off the event loop: the engine's text work (espeak) takes real time.
-            synthesis = await asyncio.to_thread(self._prepare, unit)
+            synthesis = await asyncio.to_thread(self._prepare, unit, voice)
         except Exception:
             logger.exception("[%s] preparing unit %d failed", self.rid, index)
             self.out.put_nowait(

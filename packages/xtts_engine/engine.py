@@ -24,6 +24,7 @@ from tts_common.reference_audio import ReferenceClip, to_mono
 from tts_common.speaker_cache import SpeakerCache, content_key
 from tts_common.synthesis import Synthesis
 from tts_common.truss_context import TrussContext
+from tts_common.voice_store import ID_PREFIX
 from tts_common.weights import checkpoint_dir
 from xtts_engine.settings import XttsSettings
 from xtts_engine.stream_state import stream_generator, stream_view
@@ -169,11 +170,18 @@ class XttsEngine:
     def check_voice(self, voice: str | None) -> None:
         if voice is not None and voice not in self.voices:
             raise FieldError(
-                "voice", f"unknown voice {shown(voice)}; available: {', '.join(sorted(self.voices))}"
+                "voice", f"unknown voice {shown(voice)}; available: {', '.join(self.voice_names())}"
             )
 
     def voice_names(self) -> list[str]:
-        return sorted(self.voices)
+        """The built-in voices (an uploaded voice is pinned under an id of its own)."""
+        return sorted(v for v in self.voices if not v.startswith(ID_PREFIX))
+
+    def pin(self, voice_id: str, latents: Latents) -> None:
+        self.voices[voice_id] = latents
+
+    def unpin(self, voice_id: str) -> None:
+        self.voices.pop(voice_id, None)
 
     def max_unit_chars(self, language: str) -> int:
         """The tokenizer's character limit for the language (250 where it has none)."""

@@ -21,6 +21,13 @@ class XttsSettings(Settings):
     default_voice: str = ""
     # Cloned voices (reference clips) kept in the speaker cache.
     max_cloned_voices: int = Field(64, ge=1)
+    # xtts-realtime's voice.add: whose voices are whose. "caller": one namespace per API
+    # key where the Truss checks one, else per session; "session": per session always;
+    # "shared": one namespace for every caller (a single-tenant deployment).
+    voice_scope: Literal["caller", "session", "shared"] = "caller"
+    # Uploaded voices per namespace, and how long one lives unused (seconds).
+    max_voices_per_caller: int = Field(8, ge=1)
+    voice_ttl_s: float = Field(3600.0, gt=0)
     # A local checkpoint directory, used instead of Truss's weights cache.
     model_dir: Path | None = None
 
@@ -29,7 +36,10 @@ class XttsSettings(Settings):
         "half": "XTTS_HALF",
         "stream_decoder": "XTTS_STREAM_DECODER",
         "model_dir": "XTTS_MODEL_DIR",
+        "voice_scope": "XTTS_VOICE_SCOPE",
+        "max_voices_per_caller": "XTTS_MAX_VOICES_PER_CALLER",
+        "voice_ttl_s": "XTTS_VOICE_TTL_S",
     }
     _METADATA: ClassVar[tuple[str, ...]] = ("default_voice", "max_cloned_voices")
 
-    lower_decoder = field_validator("stream_decoder", mode="before")(lower)
+    lower_words = field_validator("stream_decoder", "voice_scope", mode="before")(lower)

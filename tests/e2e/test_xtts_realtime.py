@@ -7,6 +7,7 @@ limits, barge-in) is piper-realtime's tests' (test_piper_realtime.py)."""
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from audio_checks import tone, wav_b64
@@ -33,6 +34,8 @@ def realtime(serve, xtts_checkpoint):
         extra_env={
             "XTTS_MODEL_DIR": str(xtts_checkpoint),
             "TTS_QUEUE_TIMEOUT_S": "300",  # a loaded 2-core machine is slow even on the tiny model
+            "XTTS_MAX_VOICES_PER_CALLER": "2",
+            "XTTS_VOICE_TTL_S": "8",
         },
     )
 
@@ -75,21 +78,61 @@ def test_two_turns_on_one_socket(realtime):
             assert " ".join(u.start["text"] for u in units) == text
 
 
-def test_voice_add_pins_a_clone_usable_at_once(realtime):
+def add_voice(ws, name: str, clip: str = JOE) -> dict:
+    send(ws, type="voice.add", name=name, audio_data=clip, audio_format="wav", consent="user_consent")
+    return event(ws, timeout=120)
+
+
+def speak(ws, voice: str) -> bytes:
+    send(ws, **{**CONFIG, "voice": voice})
+    send(ws, type="input.text", text="Spoken in the cloned voice.")
+    send(ws, type="input.done")
+    units, _ = turn(ws, timeout=240)
+    assert units and units[0].seconds > 0
+    return b"".join(bytes(u.audio) for u in units)
+
+
+def listed(ws) -> list[str]:
+    send(ws, type="voice.list")
+    return event(ws)["uploaded_voices"]
+
+
+def test_a_cloned_voice_is_the_callers_alone(realtime):
+    """XTTS_VOICE_SCOPE=caller with no API key: each session has its own voices. B
+    neither sees nor speaks with A's `alice`; its own `alice` (another clip) leaves
+    A's untouched; A's voices go when A's session ends."""
+    other = wav_b64(tone(3.0, 16000), 16000)
+    with session(realtime) as a, session(realtime) as b:
+        assert add_voice(a, "alice") == {"type": "voice.add", "success": True, "voice": {"name": "alice"}}
+        assert listed(a) == ["alice"] and listed(b) == []
+        mine = speak(a, "alice")
+        send(b, **{**CONFIG, "voice": "alice"})
+        error = event(b)
+        assert error["type"] == "error" and error["field"] == "voice", error
+        send(b, **{**CONFIG, "voice": "upload:" + "0" * 32})  # engine-side ids are no names
+        assert event(b)["field"] == "voice"
+        assert add_voice(b, "alice", other)["success"]
+        assert speak(a, "alice") == mine  # seeded: the same voice, byte for byte
+        assert speak(b, "alice") != mine
+    with session(realtime) as c:
+        assert listed(c) == []
+
+
+def test_voice_delete_cap_per_caller_and_expiry(realtime):
+    """voice.delete; XTTS_MAX_VOICES_PER_CALLER (2 here); XTTS_VOICE_TTL_S (8 here)."""
     with session(realtime) as ws:
-        send(ws, type="voice.add", name="joe", audio_data=JOE, audio_format="wav", consent="user_consent")
-        added = event(ws, timeout=120)
-        assert added == {"type": "voice.add", "success": True, "voice": {"name": "joe"}}
-        send(ws, type="voice.list")
-        assert event(ws)["uploaded_voices"] == ["joe"]
-        send(ws, **{**CONFIG, "voice": "joe"})
-        send(ws, type="input.text", text="Spoken in the cloned voice.")
-        send(ws, type="input.done")
-        units, _ = turn(ws, timeout=240)
-        assert units and units[0].seconds > 0
-    with session(realtime) as ws:  # pinned for the replica, not the socket
-        send(ws, type="voice.list")
-        assert "joe" in event(ws)["uploaded_voices"]
+        assert add_voice(ws, "one")["success"] and add_voice(ws, "two")["success"]
+        full = add_voice(ws, "three")
+        assert full["type"] == "error" and full["field"] == "name" and "at most 2" in full["message"], full
+        assert add_voice(ws, "two")["success"]  # replacing one's own voice takes no new place
+        send(ws, type="voice.delete", name="one")
+        assert event(ws) == {"type": "voice.delete", "success": True, "voice": {"name": "one"}}
+        send(ws, type="voice.delete", name="one")
+        assert event(ws)["field"] == "name"
+        assert add_voice(ws, "three")["success"]
+        assert listed(ws) == ["three", "two"]
+        time.sleep(9)  # unused past the TTL
+        assert listed(ws) == []
 
 
 @pytest.mark.parametrize(
