@@ -464,6 +464,9 @@ class _Session:
         try:
             # Off the event loop: the engine's text work (espeak) takes real time.
             synthesis = await asyncio.to_thread(self._prepare, unit, voice)
+        except FieldError as exc:  # what the engine refuses of the text (XTTS: a number too long)
+            self.out.put_nowait(ErrorEvent(message=exc.message, field=exc.field, sentence_index=index))
+            return True
         except Exception:
             logger.exception("[%s] preparing unit %d failed", self.rid, index)
             self.out.put_nowait(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Generator, Iterator
 from functools import partial
@@ -23,6 +24,7 @@ from tts_common.contract import FieldError, shown
 from tts_common.reference_audio import ReferenceClip, to_mono
 from tts_common.speaker_cache import SpeakerCache, content_key
 from tts_common.synthesis import Synthesis
+from tts_common.text import split_long
 from tts_common.truss_context import TrussContext
 from tts_common.voice_store import ID_PREFIX
 from tts_common.weights import checkpoint_dir
@@ -37,6 +39,10 @@ Latents = tuple[torch.Tensor, torch.Tensor]  # (gpt_cond_latent, speaker_embeddi
 XTTS_REFERENCE_RATE = 22050
 # "Auto" (LiveKit's plugin's default) cannot be detected by XTTS: it speaks this.
 AUTO_LANGUAGE = "en"
+# Longest run of digits in a text: XTTS spells numbers out in words (num2words), a
+# token or more per digit, so a long run alone would pass its GPT's text limit.
+MAX_DIGITS = 20
+_DIGIT_RUN = re.compile(rf"\d{{{MAX_DIGITS + 1},}}")
 
 
 class Sampling(BaseModel):
@@ -127,7 +133,7 @@ class XttsEngine:
         model.load_checkpoint(config, checkpoint_dir=str(checkpoint), use_deepspeed=use_deepspeed, eval=True)
         model.to(self.device)
         self._model = model
-        self.languages = list(config.languages)
+        self.languages = self._speakable_languages(model, list(config.languages))
         logger.info(
             "XTTS loaded from %s on %s (deepspeed=%s, fp16=%s)",
             checkpoint,
@@ -183,6 +189,47 @@ class XttsEngine:
     def unpin(self, voice_id: str) -> None:
         self.voices.pop(voice_id, None)
 
+    @staticmethod
+    def _speakable_languages(model: Xtts, languages: list[str]) -> list[str]:
+        """The checkpoint's languages whose text front end runs here: Chinese needs
+        pypinyin, Japanese cutlet (not in the Trusses' requirements); a language
+        that cannot run is refused as unsupported, not a 500 at its first request."""
+        usable = []
+        for language in languages:
+            try:
+                model.tokenizer.encode("1", language)
+            except Exception as exc:  # ImportError, or whatever its front end raises
+                logger.warning("language %s disabled: its text front end fails (%s)", language, exc)
+                continue
+            usable.append(language)
+        return usable
+
+    def fit(self, units: list[str], language: str) -> list[str]:
+        """Each unit within the GPT's text limit, counted in the language's own tokens
+        (numbers spelled out, one or more tokens per character in some scripts), a
+        unit over it split at its clause breaks, then words; FieldError("text") for a
+        run of more than MAX_DIGITS digits."""
+        for unit in units:
+            run = _DIGIT_RUN.search(unit)
+            if run:
+                raise FieldError(
+                    "text", f"a number of {len(run.group())} digits; at most {MAX_DIGITS} (group longer ones)"
+                )
+        limit = self.model.args.gpt_max_text_tokens - 1  # the GPT asserts fewer than its maximum
+        fitted: list[str] = []
+        pending = list(reversed(units))
+        while pending:
+            unit = pending.pop()
+            tokens = len(self.model.tokenizer.encode(unit, language))
+            if tokens <= limit or len(unit) <= 1:
+                fitted.append(unit)
+                continue
+            pieces = split_long(unit, max(1, len(unit) * limit // tokens - 1))
+            if len(pieces) == 1:  # no break to split at: cut it in half
+                pieces = [unit[: len(unit) // 2], unit[len(unit) // 2 :]]
+            pending.extend(reversed(pieces))
+        return fitted
+
     def max_unit_chars(self, language: str) -> int:
         """The tokenizer's character limit for the language (250 where it has none)."""
         limits: dict[str, int] = self.model.tokenizer.char_limits
@@ -201,7 +248,9 @@ class XttsEngine:
         clip: ReferenceClip | None = None,
     ) -> Synthesis:
         """The audio of `units` in order, in a built-in or uploaded `voice`, or
-        cloned from `clip` (its conditioning computed on the worker, or cached)."""
+        cloned from `clip` (its conditioning computed on the worker, or cached).
+        FieldError("text") for a number too long to speak."""
+        units = self.fit(units, language)
         info = {"voice": voice or ("cloned" if clip else self.default_voice)}
 
         def latents() -> Latents:

@@ -151,3 +151,15 @@ def test_voice_add_refuses_what_it_cannot_clone(realtime, change, field):
         send(ws, **{"type": "voice.add", "name": "clip", "audio_data": JOE, "audio_format": "wav", **change})
         error = event(ws, timeout=60)
         assert error["type"] == "error" and error["field"] == field, error
+
+
+def test_a_number_too_long_is_an_error_naming_the_text_and_the_turn_goes_on(realtime):
+    with session(realtime) as ws:
+        send(ws, **CONFIG)
+        send(ws, type="input.text", text="Call " + "7" * 21 + " now. Then hang up.")
+        send(ws, type="input.done")
+        error = event(ws, timeout=60)
+        assert error["type"] == "error" and error["field"] == "text" and not error["fatal"], error
+        assert "at most 20" in error["message"]
+        units, done = turn(ws, timeout=240)
+        assert [u.start["text"] for u in units] == ["Then hang up."] and done["sentences"] == 2

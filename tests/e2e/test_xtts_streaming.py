@@ -133,6 +133,8 @@ BAD_INPUTS = [
     ({"speaker_wav": wav_b64(tone(3, 4000), 4000)}, "speaker_wav"),  # rate below 8 kHz
     ({"speaker_wav": b64(b"fLaC" + bytes(4000))}, "speaker_wav"),  # not a WAV
     ({"text": "\u200b\u200c\u200d"}, "text"),  # nothing speakable
+    ({"text": "Call " + "7" * 21 + " now."}, "text"),  # a number past MAX_DIGITS
+    ({"language": "ja"}, "language"),  # its text front end (cutlet) is not installed
     ({"temperature": 0}, "temperature"),
     ({"temperature": 3.5}, "temperature"),
     ({"top_k": 0}, "top_k"),
@@ -162,3 +164,12 @@ def test_healthy_after_bad_input(xtts):
     r = synth(xtts, seed=2)
     assert r.status_code == 200
     assert np.sqrt(np.mean(pcm16(r.content) ** 2)) > 0
+
+
+def test_a_unit_over_the_gpts_token_limit_is_split_by_tokens(xtts):
+    """Ten 20-digit numbers: 230 characters, under English's 250-character unit, but
+    about 1,300 tokens once spelled out, past the GPT's 402: split by tokens, spoken."""
+    text = " ".join(["12345678901234567890"] * 10) + "."
+    r = requests.post(xtts.predict_url, json={"text": text, "seed": 1}, timeout=600)
+    assert r.status_code == 200, r.text[:300]
+    assert len(pcm16(r.content)) > 0
