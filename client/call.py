@@ -8,15 +8,18 @@
     python client/call.py --url ws://127.0.0.1:8080         # a *-realtime Truss: text from
                                                             # stdin, spoken line by line as typed
 
-Standard library only, so it runs anywhere Python 3.9+ does. Timing (time to first
-audio byte, total) goes to stderr.
+HTTP through `requests` (in the project's environment: scripts/setup), which never
+forwards the key to another host or from https to http on a redirect; the
+WebSocket side is standard library. The key is refused over plain http:// or
+ws:// to any host but this machine, unless --allow-insecure says otherwise.
+Timing (time to first audio byte, total) goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
+import ipaddress
 import json
 import os
 import shutil
@@ -24,18 +27,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import wave
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import realtime
+import requests
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 PREDICT_PATH = "/v1/models/model:predict"
-READ_SIZE = 4096
 
 # Exit codes, one per failure a caller may want to tell apart.
 EXIT_UNREACHABLE, EXIT_HTTP, EXIT_NO_PLAYER, EXIT_CUT_SHORT = 2, 3, 4, 5
@@ -68,30 +69,46 @@ def parse_field(item: str) -> tuple[str, object]:
     return key, value
 
 
-def open_stream(
-    url: str, body: dict[str, Any], api_key: str | None, timeout: float
-) -> http.client.HTTPResponse:
-    headers = {"Content-Type": "application/json", "Accept": "audio/pcm"}
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_key_transport(url: str, api_key: str | None) -> None:
+    """A key goes over TLS, or to this machine, or nowhere unless the user says so."""
+    parts = urllib.parse.urlsplit(url)
+    if api_key and parts.scheme in ("http", "ws") and not loopback(parts.hostname or ""):
+        raise ClientError(
+            f"refusing to send the API key in the clear to {parts.hostname} ({parts.scheme}://): "
+            f"use {parts.scheme}s://, or pass --allow-insecure on a network you trust",
+            EXIT_HTTP,
+        )
+
+
+def open_stream(url: str, body: dict[str, Any], api_key: str | None, timeout: float) -> requests.Response:
+    headers = {"Accept": "audio/pcm"}
     if api_key:
         headers["Authorization"] = f"Api-Key {api_key}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     try:
-        response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
-        return response
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")
+        response = requests.post(url, json=body, headers=headers, stream=True, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ClientError(
+            f"cannot reach {url}: {exc}. Is the server running? Start the default "
+            "one with: python -m local_truss serve piper-streaming",
+            EXIT_UNREACHABLE,
+        ) from exc
+    if response.status_code != 200:
+        detail = response.text
         try:
             detail = json.loads(detail).get("error", detail)
         except (json.JSONDecodeError, AttributeError):
             pass
-        raise ClientError(f"server answered HTTP {exc.code}: {detail}", EXIT_HTTP) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ClientError(
-            f"cannot reach {url}: {reason}. Is the server running? Start the default "
-            "one with: python -m local_truss serve piper-streaming",
-            EXIT_UNREACHABLE,
-        ) from exc
+        raise ClientError(f"server answered HTTP {response.status_code}: {detail}", EXIT_HTTP)
+    return response
 
 
 def start_player(sample_rate: int) -> subprocess.Popen[bytes]:
@@ -265,6 +282,8 @@ def api_key_for(url: str, args: argparse.Namespace) -> str | None:
     api_key: str | None = args.api_key or os.environ.get("BASETEN_API_KEY")
     if "api.baseten.co" in url and not api_key:
         raise ClientError("Baseten needs an API key: set BASETEN_API_KEY or pass --api-key", EXIT_HTTP)
+    if not args.allow_insecure:
+        check_key_transport(url, api_key)
     return api_key
 
 
@@ -275,21 +294,17 @@ def stream(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"text": args.text, "format": "pcm", "sample_rate": args.sample_rate}
     body.update(model_fields(args))
     api_key = api_key_for(url, args)
-    with delivered(args) as output:
-        response = open_stream(url, body, api_key, args.timeout)
+    with delivered(args) as output, open_stream(url, body, api_key, args.timeout) as response:
         output.open(int(response.headers.get("X-Sample-Rate") or args.sample_rate))
-        while True:
-            try:
-                chunk = response.read1(READ_SIZE) if hasattr(response, "read1") else response.read(READ_SIZE)
-            except (http.client.IncompleteRead, http.client.HTTPException, OSError) as exc:
-                raise ClientError(
-                    f"stream cut short after {output.received} bytes ({exc.__class__.__name__}): "
-                    "the server failed mid-stream or the connection dropped",
-                    EXIT_CUT_SHORT,
-                ) from exc
-            if not chunk:
-                break
-            output.write(chunk)
+        try:
+            for chunk in response.iter_content(chunk_size=None):  # as it arrives
+                output.write(chunk)
+        except requests.RequestException as exc:  # an incomplete chunked body, a reset
+            raise ClientError(
+                f"stream cut short after {output.received} bytes ({exc.__class__.__name__}): "
+                "the server failed mid-stream or the connection dropped",
+                EXIT_CUT_SHORT,
+            ) from exc
     return 0
 
 
@@ -367,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         "--realtime", action="store_true", help="with --model-id: the model's WebSocket (a *-realtime Truss)"
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for data")
+    parser.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="send the API key over plain http:// or ws:// to a host other than this machine",
+    )
     args = parser.parse_args(argv)
     if not args.out and not args.raw:
         args.play = True

@@ -98,7 +98,9 @@ class FaultServer:
                             records the client's messages): `close` closes at the
                             first input.done, before any audio; `close_after_audio`
                             sends some audio first; `error` answers session.config
-                            with an `error` event
+                            with an `error` event; `cut_once` closes the first
+                            socket after its first input.text, then answers every
+                            flush with one unit of the text it was sent
     """
 
     def __init__(self) -> None:
@@ -198,12 +200,30 @@ class FaultServer:
         )
         self.records.append(rec)
         behaviour = request.match_info["behaviour"]
+        first = self._flaky_count.get(request.path, 0) == 0
+        self._flaky_count[request.path] = self._flaky_count.get(request.path, 0) + 1
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        text = ""
         async for msg in ws:
             event = json.loads(msg.data)
             rec.body.append(event)
-            if event["type"] == "session.config" and behaviour == "error":
+            if behaviour == "cut_once":
+                if first and event["type"] == "input.text":
+                    await ws.close()
+                elif event["type"] == "input.text":
+                    text += event["text"]
+                elif event["type"] == "input.done":
+                    audio = pcm_for("ws", 4800)
+                    await ws.send_json(
+                        {"type": "audio.start", "sentence_index": 0, "sample_rate": 24000, "text": text}
+                    )
+                    await ws.send_bytes(audio)
+                    rec.sent += audio
+                    await ws.send_json({"type": "audio.done", "sentence_index": 0, "audio_seconds": 0.1})
+                    await ws.send_json({"type": "session.done", "sentences": 1})
+                    text = ""
+            elif event["type"] == "session.config" and behaviour == "error":
                 await ws.send_json(
                     {"type": "error", "message": "voice: unknown voice 'nobody'", "field": "voice"}
                 )

@@ -425,6 +425,20 @@ async def test_ws_socket_closed_before_audio_is_retried_then_a_connection_error(
     assert "".join(m["text"] for m in first.body if m["type"] == "input.text") == TEXT
 
 
+async def test_ws_retry_before_audio_replays_every_word_once(fault_server, http_session):
+    """The socket is cut after the first words went out, before any audio: the retry
+    sends the whole text again (the words the first socket took included), once."""
+    tts = make_tts(fault_ws_url(fault_server, "cut_once"), http_session)
+    stream = tts.stream(conn_options=FAST)
+    await feed(stream, TEXT)
+    result = await collect(stream)
+    assert result.error is None and result.pcm == pcm_for("ws", 4800)
+    first, retry = fault_server.records
+    assert [m["type"] for m in first.body].count("input.text") == 1  # cut at its first word
+    sent = "".join(m["text"] for m in retry.body if m["type"] == "input.text")
+    assert sent == TEXT
+
+
 async def test_ws_socket_closed_after_audio_is_final(fault_server, http_session):
     tts = make_tts(fault_ws_url(fault_server, "close_after_audio"), http_session)
     result = await collect(tts.synthesize(TEXT, conn_options=FAST))

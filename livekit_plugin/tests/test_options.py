@@ -79,6 +79,16 @@ def test_word_timestamps_declare_aligned_transcript_and_need_a_websocket():
         custom_tts.TTS(api_url="http://localhost:8080", word_timestamps=True)
 
 
+@pytest.mark.parametrize("url", ["http://tts.internal:8080", "ws://10.0.0.7:8080"])
+def test_a_key_is_refused_in_the_clear_to_another_host_unless_allowed(url):
+    with pytest.raises(ValueError, match="allow_insecure"):
+        custom_tts.TTS(api_url=url, api_key="k-secret")
+    custom_tts.TTS(api_url=url, api_key="k-secret", allow_insecure=True)
+    custom_tts.TTS(api_url=url)  # no key: nothing to leak
+    for fine in ("http://localhost:8080", "ws://127.0.0.1:8080", "http://[::1]:8080", "https://tts.internal"):
+        custom_tts.TTS(api_url=fine, api_key="k-secret")
+
+
 def test_session_config_maps_options_like_the_http_body():
     opts = custom_tts.TTSOptions(
         voice="joe", voice_description="calm", sample_rate=16000, extra={"speed": 1.25}

@@ -99,8 +99,7 @@ _CLIENT_CLOSED = frozenset({1000, 1001})
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a session serves: its request id, and the API key it presented (hashed)
-    where the Truss checks one."""
+    """Who a session serves: its request id, and the API key it presented (hashed), if any."""
 
     rid: str
     key_id: str | None

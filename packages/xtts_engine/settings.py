@@ -22,8 +22,8 @@ class XttsSettings(Settings):
     # Cloned voices (reference clips) kept in the speaker cache.
     max_cloned_voices: int = Field(64, ge=1)
     # xtts-realtime's voice.add: whose voices are whose. "caller": one namespace per API
-    # key where the Truss checks one, else per session; "session": per session always;
-    # "shared": one namespace for every caller (a single-tenant deployment).
+    # key presented, else per session; "session": per session always; "shared": one
+    # namespace for every caller (a single-tenant deployment).
     voice_scope: Literal["caller", "session", "shared"] = "caller"
     # Uploaded voices per namespace, and how long one lives unused (seconds).
     max_voices_per_caller: int = Field(8, ge=1)

@@ -1,10 +1,13 @@
 """client/call.py as a user runs it: a real process against real servers."""
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import wave
 
+import pytest
 from audio_checks import assert_speech_like, pcm16
 from conftest import REPO, free_port
 
@@ -112,3 +115,66 @@ def test_api_key_reaches_a_self_hosted_server(faults_with_key, tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     with wave.open(str(out)) as w:
         assert w.getnframes() == 2 * 2400  # two 100 ms chunks at 24 kHz
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.1:8080", "ws://tts.example.invalid:8080"])
+def test_the_key_is_refused_in_the_clear_to_another_host_unless_allowed(url):
+    """192.0.2.1 (TEST-NET) would hang, an .invalid name would not resolve: the
+    refusal comes first, naming the way out."""
+    refused = run("Hi", "--url", url, "--api-key", "k-secret", "--out", "/dev/null", timeout=20)
+    assert refused.returncode == 3 and b"refusing to send the API key" in refused.stderr
+    assert b"--allow-insecure" in refused.stderr
+    allowed = run(
+        "Hi",
+        "--url",
+        url,
+        "--api-key",
+        "k-secret",
+        "--allow-insecure",
+        "--timeout",
+        "2",
+        "--out",
+        "/dev/null",
+    )
+    assert allowed.returncode in (2, 3) and b"refusing" not in allowed.stderr  # tried, and could not reach
+
+
+def test_a_redirect_to_another_host_does_not_carry_the_key(tmp_path):
+    """127.0.0.1 redirects (307) to localhost: another host to the client, which
+    must not forward Authorization there."""
+    seen: dict[str, str | None] = {}
+
+    class Target(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen["authorization"] = self.headers.get("Authorization")
+            self.send_response(200)
+            self.send_header("Content-Length", "4800")
+            self.end_headers()
+            self.wfile.write(bytes(4800))
+
+        def log_message(self, *args):
+            pass
+
+    target = http.server.ThreadingHTTPServer(("localhost", 0), Target)
+    target_url = f"http://localhost:{target.server_address[1]}/v1/models/model:predict"
+
+    class Redirect(Target):
+        def do_POST(self):
+            self.send_response(307)
+            self.send_header("Location", target_url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (target, origin):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "redirected.wav"
+        url = f"http://127.0.0.1:{origin.server_address[1]}"
+        result = run("Hi", "--url", url, "--api-key", "k-secret", "--out", str(out), timeout=30)
+    finally:
+        for server in (target, origin):
+            server.shutdown()
+    assert result.returncode == 0, result.stderr.decode()
+    assert seen == {"authorization": None}

@@ -118,6 +118,18 @@ def test_a_cloned_voice_is_the_callers_alone(realtime):
         assert listed(c) == []
 
 
+def test_sessions_presenting_one_key_share_its_voices_and_no_other(realtime):
+    """As LiveKit's `register_voice` then `TTS` do, on separate sockets with one key."""
+    with session(realtime, "k-alpha") as ws:
+        assert add_voice(ws, "kay")["success"]
+    with session(realtime, "k-alpha") as same, session(realtime, "k-beta") as other:
+        assert listed(same) == ["kay"] and listed(other) == []
+        send(other, **{**CONFIG, "voice": "kay"})
+        assert event(other)["field"] == "voice"
+        send(same, type="voice.delete", name="kay")
+        assert event(same)["success"]
+
+
 def test_voice_delete_cap_per_caller_and_expiry(realtime):
     """voice.delete; XTTS_MAX_VOICES_PER_CALLER (2 here); XTTS_VOICE_TTL_S (8 here)."""
     with session(realtime) as ws:

@@ -1,10 +1,12 @@
 """`voice.add`, `voice.delete` and `voice.list` on xtts-realtime: voices cloned from
 a caller's clip, usable at once, and visible to that caller alone.
 
-Whose is whose (XTTS_VOICE_SCOPE): by default one namespace per API key where the
-Truss checks one (every session presenting the key shares its voices), else one
-per session (its voices are dropped when it ends); "shared" puts every caller in
-one namespace, for a single-tenant deployment. Bounds (tts_common.voice_store):
+Whose is whose (XTTS_VOICE_SCOPE): by default one namespace per API key presented
+(checked by this Truss, or by Baseten in front of it): every session presenting
+the key shares its voices, as LiveKit's `register_voice` then `TTS` on separate
+sockets need; a session presenting no key gets a namespace of its own, dropped
+when it ends. "session" makes every session its own; "shared" puts every caller
+in one namespace, for a single-tenant deployment. Bounds (tts_common.voice_store):
 XTTS_MAX_VOICES_PER_CALLER per namespace, `max_cloned_voices` in the replica,
 XTTS_VOICE_TTL_S unused before a voice is dropped. Cloning runs the model, so it
 is admitted like synthesis: it takes a slot (or gets `busy`).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -85,6 +86,7 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
         max_inflight_requests: int = 2,
         model_name: str = "custom-tts",
         word_timestamps: bool = False,
+        allow_insecure: bool = False,
     ) -> None:
         """
         Args:
@@ -107,6 +109,8 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
             model_name: what `model` reports in metrics.
             word_timestamps: ask a WebSocket server for word timings and push them
                 as timed transcripts (`capabilities.aligned_transcript`).
+            allow_insecure: send the API key over plain `http://` or `ws://` to a host
+                other than this machine (refused by default: anyone on the path reads it).
         """
         opts = options or TTSOptions()
         websocket = urlsplit(api_url).scheme in ("ws", "wss")
@@ -124,6 +128,8 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
         self._api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if "api.baseten.co" in self._url and not self._api_key:
             raise ValueError(f"a Baseten URL needs an API key: pass api_key or set {API_KEY_ENV}")
+        if self._api_key and not allow_insecure:
+            _check_key_transport(self._url)
         self._opts = _snapshot(opts)
         self._session = http_session
         self._owned_session: aiohttp.ClientSession | None = None
@@ -355,6 +361,26 @@ def _initialize(output_emitter: tts.AudioEmitter, opts: TTSOptions, stream: bool
         mime_type="audio/pcm",
         stream=stream,
     )
+
+
+def _check_key_transport(url: str) -> None:
+    """A key goes over TLS, or to this machine, unless the caller says otherwise."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme in ("http", "ws") and not _loopback(host):
+        raise ValueError(
+            f"refusing to send the API key in the clear to {host} ({parts.scheme}://): "
+            f"use {parts.scheme}s://, or pass allow_insecure=True on a network you trust"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ChunkedStream(tts.ChunkedStream):
