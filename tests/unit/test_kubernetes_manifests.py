@@ -53,6 +53,7 @@ def test_every_truss_has_manifests_and_every_file_is_applied():
             "Service",
             "HorizontalPodAutoscaler",
             "PodDisruptionBudget",
+            "Ingress",
         }
 
 
@@ -177,3 +178,24 @@ def test_kubernetes_section_in_the_operations_guide_names_every_truss():
         assert f"kubectl apply -k deploy/kubernetes/{name}" in section
         assert f"truss image build {name}" in section
     assert Path(DEPLOY / "prometheus-adapter-values.yaml").exists()
+
+
+@pytest.mark.parametrize("name", TRUSSES)
+def test_the_ingress_bounds_bodies_as_the_truss_does_and_routes_predict_only(name):
+    """truss reads a whole body before the API key is checked: the ingress's limit is
+    what bounds an unauthenticated upload, so it must not exceed the Truss's own."""
+    from tts_common.settings import ServingSettings
+
+    serving = ServingSettings.load({}, truss_config(name).get("environment_variables", {}))
+    ingress = manifests(name)["Ingress"]
+    notes = ingress["metadata"]["annotations"]
+    limit = notes["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert re.fullmatch(r"\d+m", limit) and int(limit[:-1]) * 2**20 == serving.max_body_bytes
+    assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # audio streams as made
+    (rule,) = ingress["spec"]["rules"]
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/v1/models/model:predict"]
+    assert (
+        rule["http"]["paths"][0]["backend"]["service"]["name"]
+        == manifests(name)["Service"]["metadata"]["name"]
+    )
