@@ -1,5 +1,5 @@
-"""What both transports need of a client's connection: its request id, and its
-socket's send buffer, bounded the same way."""
+"""What both transports need of a client's connection: its request id, its
+socket's send buffers, bounded the same way, and a way to drop it at once."""
 
 from __future__ import annotations
 

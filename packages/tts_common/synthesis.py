@@ -92,6 +92,11 @@ class Lease:
         return True
 
 
+# Below this, the backlog holds nothing: what `add` and `take` sum may not return to 0.0
+# exactly, and a session idle between turns must not spend its credit on float dust.
+_NOTHING_S = 1e-6
+
+
 class ClientTooSlow(RuntimeError):
     """The client took audio too slowly while its run held a slot: the run is cut."""
 
@@ -125,7 +130,7 @@ class Backlog:
     def _settle(self) -> None:
         """Spends the credit for the time audio waited since the last call (lock held)."""
         now = time.monotonic()
-        if self._seconds > 0:
+        if self._seconds > _NOTHING_S:
             self._credit_s -= now - self._settled_at
         self._settled_at = now
 

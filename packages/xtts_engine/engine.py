@@ -197,7 +197,7 @@ class XttsEngine:
         usable = []
         for language in languages:
             try:
-                model.tokenizer.encode("1", language)
+                model.tokenizer.encode("a", language)
             except Exception as exc:  # ImportError, or whatever its front end raises
                 logger.warning("language %s disabled: its text front end fails (%s)", language, exc)
                 continue
@@ -220,7 +220,11 @@ class XttsEngine:
         pending = list(reversed(units))
         while pending:
             unit = pending.pop()
-            tokens = len(self.model.tokenizer.encode(unit, language))
+            try:
+                tokens = len(self.model.tokenizer.encode(unit, language))
+            except Exception as exc:  # its front end cannot read this text (Hindi numbers, say)
+                why = shown(str(exc) or type(exc).__name__)
+                raise FieldError("text", f"cannot be read in {language}: {why}") from None
             if tokens <= limit or len(unit) <= 1:
                 fitted.append(unit)
                 continue

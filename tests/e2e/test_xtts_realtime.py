@@ -133,6 +133,7 @@ def test_sessions_presenting_one_key_share_its_voices_and_no_other(realtime):
 def test_voice_delete_cap_per_caller_and_expiry(realtime):
     """voice.delete; XTTS_MAX_VOICES_PER_CALLER (2 here); XTTS_VOICE_TTL_S (8 here)."""
     with session(realtime) as ws:
+        send(ws, **CONFIG)  # configured: the first-config limit (10 s) does not close it
         assert add_voice(ws, "one")["success"] and add_voice(ws, "two")["success"]
         full = add_voice(ws, "three")
         assert full["type"] == "error" and full["field"] == "name" and "at most 2" in full["message"], full

@@ -135,6 +135,7 @@ BAD_INPUTS = [
     ({"text": "\u200b\u200c\u200d"}, "text"),  # nothing speakable
     ({"text": "Call " + "7" * 21 + " now."}, "text"),  # a number past MAX_DIGITS
     ({"language": "ja"}, "language"),  # its text front end (cutlet) is not installed
+    ({"language": "hi", "text": "Room 12."}, "text"),  # Hindi's front end spells no numbers
     ({"temperature": 0}, "temperature"),
     ({"temperature": 3.5}, "temperature"),
     ({"top_k": 0}, "top_k"),

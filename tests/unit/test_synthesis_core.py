@@ -299,3 +299,16 @@ def test_a_client_draining_in_real_time_is_never_cut():
         assert count(service, "ok") == 1 and count(service, "cut") == 0
 
     asyncio.run(main())
+
+
+def test_float_dust_left_in_a_backlog_spends_no_credit():
+    """add and take of the same chunks may not sum back to 0.0: an idle session
+    between turns must not be cut at its next turn's first chunk."""
+    backlog = Backlog(DRAIN)
+    for seconds in (0.1, 0.2):
+        backlog.add(seconds)
+    for seconds in (0.1, 0.2):
+        backlog.take(seconds)
+    assert backlog.seconds != 0.0  # the dust this guards against
+    time.sleep(DRAIN.drain_grace_s + 0.1)  # idle past the grace
+    assert backlog.wait_for_room(threading.Event())
