@@ -10,6 +10,12 @@ LiveKit's own examples; the TTS is this plugin pointed at a Truss.
 
 Optional: STT_MODEL (default deepgram/nova-3:en), LLM_MODEL (default
 openai/gpt-4.1-mini), CUSTOM_TTS_VOICE, CUSTOM_TTS_VOICE_DESCRIPTION (Parler).
+TTS_PLUGIN=baseten speaks to a *-realtime Truss (a ws:// or wss:// CUSTOM_TTS_URL)
+through LiveKit's own Baseten plugin instead of this one. CUSTOM_TTS_ALLOW_INSECURE=1
+sends the key over plain ws:// or http:// to a host other than this machine, as inside
+a cluster whose NetworkPolicy admits only the agents (deploy/kubernetes/agent).
+
+The image for a cluster: livekit_plugin/examples/Dockerfile.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, cli
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, cli, tts
 from livekit.plugins import custom_tts
 
 logger = logging.getLogger("voice_agent")
@@ -37,14 +43,23 @@ class Assistant(Agent):
         self.session.generate_reply(instructions="Greet the user and offer your help.")
 
 
-def build_tts() -> custom_tts.TTS:
+def build_tts() -> tts.TTS:
+    url = os.environ.get("CUSTOM_TTS_URL", "http://127.0.0.1:8080")
+    voice = os.environ.get("CUSTOM_TTS_VOICE") or None
+    if os.environ.get("TTS_PLUGIN") == "baseten":
+        from livekit.plugins import baseten  # livekit-plugins-baseten, in the image
+
+        # The qwen3-tts WebSocket protocol, which the *-realtime Trusses speak.
+        extra = {"voice": voice} if voice else {}
+        return baseten.TTS(model="qwen3-tts", model_endpoint=url, **extra)
     return custom_tts.TTS(
-        api_url=os.environ.get("CUSTOM_TTS_URL", "http://127.0.0.1:8080"),
+        api_url=url,
         options=custom_tts.TTSOptions(
-            voice=os.environ.get("CUSTOM_TTS_VOICE") or None,
+            voice=voice,
             voice_description=os.environ.get("CUSTOM_TTS_VOICE_DESCRIPTION") or None,
             sample_rate=24000,
         ),
+        allow_insecure=os.environ.get("CUSTOM_TTS_ALLOW_INSECURE") == "1",
     )
 
 

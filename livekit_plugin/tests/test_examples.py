@@ -69,6 +69,25 @@ def test_voice_agent_entrypoint_is_registered_and_well_formed(voice_agent):
     assert issubclass(voice_agent.Assistant, Agent)
 
 
+async def test_the_cluster_settings_build_either_plugin(voice_agent, monkeypatch):
+    """deploy/kubernetes/agent's two workers: this plugin, and LiveKit's Baseten plugin,
+    each against an in-cluster *-realtime Service over ws:// with a key."""
+    from livekit.plugins import baseten
+
+    monkeypatch.setenv("BASETEN_API_KEY", "k-cluster")
+    monkeypatch.setenv("CUSTOM_TTS_URL", "ws://piper-realtime.tts.svc.cluster.local")
+    with pytest.raises(ValueError, match="allow_insecure"):
+        voice_agent.build_tts()
+    monkeypatch.setenv("CUSTOM_TTS_ALLOW_INSECURE", "1")
+    ours = voice_agent.build_tts()
+    assert isinstance(ours, custom_tts.TTS) and ours.url.endswith("/v1/websocket")
+    monkeypatch.setenv("TTS_PLUGIN", "baseten")
+    theirs = voice_agent.build_tts()
+    assert isinstance(theirs, baseten.TTS)
+    await ours.aclose()
+    await theirs.aclose()
+
+
 async def test_voice_agent_session_uses_the_plugin(voice_agent, monkeypatch):
     monkeypatch.setenv("STT_MODEL", "deepgram/nova-3:en")
     monkeypatch.setenv("LLM_MODEL", "openai/gpt-4.1-mini")

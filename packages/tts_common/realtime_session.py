@@ -185,9 +185,12 @@ class RealtimeService:
             self.extension.closed(caller)
 
 
-async def _close(websocket: WebSocket, code: int, event: ErrorEvent | None = None) -> None:
+async def _close(
+    websocket: WebSocket, code: int, event: ErrorEvent | None = None, drop_after: bool = False
+) -> None:
     """The error event (if any) and a close frame; a client that reads nothing
-    cannot hold this up: after CLOSE_WAIT_S the connection is dropped."""
+    cannot hold this up: after CLOSE_WAIT_S the connection is dropped, and at once
+    with `drop_after` (a client that does not read)."""
 
     async def close() -> None:
         if event is not None:
@@ -198,6 +201,9 @@ async def _close(websocket: WebSocket, code: int, event: ErrorEvent | None = Non
     try:
         await asyncio.wait_for(close(), CLOSE_WAIT_S)
     except Exception:  # the client reads nothing, or is gone already
+        drop(websocket)
+        return
+    if drop_after:
         drop(websocket)
 
 
@@ -213,13 +219,18 @@ class _Flush:
 
 
 class _Stop(Exception):
-    """Ends the session: its outcome, the close code and the error event to send (if any)."""
+    """Ends the session: its outcome, the close code and the error event to send (if any).
+    `drop`: the client does not read, so it will not answer the close handshake either:
+    the connection is dropped once the close frame is out (or after CLOSE_WAIT_S)."""
 
-    def __init__(self, outcome: SessionOutcome, code: int, event: ErrorEvent | None = None):
+    def __init__(
+        self, outcome: SessionOutcome, code: int, event: ErrorEvent | None = None, drop: bool = False
+    ):
         super().__init__(event.message if event else "")
         self.outcome = outcome
         self.code = code
         self.event = event
+        self.drop = drop
 
 
 _Out = Audio | AudioStart | AudioDone | SessionDone | ErrorEvent
@@ -279,7 +290,7 @@ class _Session:
             for task in tasks:
                 task.cancel()  # the producer's run is cancelled as its task ends
             await asyncio.gather(*tasks, return_exceptions=True)
-            await _close(self.ws, stop.code, stop.event)
+            await _close(self.ws, stop.code, stop.event, drop_after=stop.drop)
             self.core.metrics.session(stop.outcome)
             logger.info("[%s] realtime session closed (%s, %s)", self.rid, stop.code, stop.outcome.value)
 
@@ -512,7 +523,7 @@ class _Session:
             self.out.put_nowait(self._internal_error(f"synthesis of sentence {index} stalled", index))
         except ClientTooSlow as exc:  # its sends are stuck behind what it did not read: end it now
             event = ErrorEvent(message=f"{exc}: closing", fatal=True)
-            raise _Stop(SessionOutcome.cut, CLOSE_POLICY, event) from None
+            raise _Stop(SessionOutcome.cut, CLOSE_POLICY, event, drop=True) from None
         finally:
             run.cancel()  # barge-in, or the session ending, stops the worker at its next chunk
         return True
@@ -553,7 +564,7 @@ class _Session:
                     await asyncio.wait_for(self.ws.send_text(payload), timeout)
             except TimeoutError:
                 logger.warning("[%s] client took nothing for %g s: cut", self.rid, timeout)
-                raise _Stop(SessionOutcome.timeout, CLOSE_POLICY) from None
+                raise _Stop(SessionOutcome.timeout, CLOSE_POLICY, drop=True) from None
             except WebSocketDisconnect:
                 logger.info("[%s] client gone while sending", self.rid)
                 raise _Stop(SessionOutcome.client_gone, CLOSE_NORMAL) from None

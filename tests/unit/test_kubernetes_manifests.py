@@ -15,7 +15,9 @@ import yaml
 from conftest import REPO
 
 DEPLOY = REPO / "deploy" / "kubernetes"
-TRUSSES = ["piper-streaming", "xtts-streaming", "parler-batch"]
+TRUSSES = ["piper-streaming", "xtts-streaming", "parler-batch", "piper-realtime", "xtts-realtime"]
+REALTIME = {"piper-realtime", "xtts-realtime"}
+CLIENT_LABEL = {"tts-stack/client": "true"}  # the label contract: pods that may call a model
 READY_PATH = "/v1/models/model"
 PORT = 8080  # truss's server in the image
 # The Kubernetes versions checked: an older one still in wide use, and the schemas' newest.
@@ -43,7 +45,7 @@ def container(name: str) -> dict[str, Any]:
 
 
 def test_every_truss_has_manifests_and_every_file_is_applied():
-    assert sorted(p.name for p in DEPLOY.iterdir() if p.is_dir()) == sorted(TRUSSES)
+    assert sorted(p.name for p in DEPLOY.iterdir() if p.is_dir()) == sorted([*TRUSSES, "agent"])
     for name in TRUSSES:
         listed = yaml.safe_load((DEPLOY / name / "kustomization.yaml").read_text())["resources"]
         on_disk = sorted(p.name for p in (DEPLOY / name).glob("*.yaml") if p.name != "kustomization.yaml")
@@ -54,6 +56,7 @@ def test_every_truss_has_manifests_and_every_file_is_applied():
             "HorizontalPodAutoscaler",
             "PodDisruptionBudget",
             "Ingress",
+            "NetworkPolicy",
         }
 
 
@@ -180,7 +183,7 @@ def test_kubernetes_section_in_the_operations_guide_names_every_truss():
     assert Path(DEPLOY / "prometheus-adapter-values.yaml").exists()
 
 
-@pytest.mark.parametrize("name", TRUSSES)
+@pytest.mark.parametrize("name", sorted(set(TRUSSES) - REALTIME))
 def test_the_ingress_bounds_bodies_as_the_truss_does_and_routes_predict_only(name):
     """truss reads a whole body before the API key is checked: the ingress's limit is
     what bounds an unauthenticated upload, so it must not exceed the Truss's own."""
@@ -193,9 +196,75 @@ def test_the_ingress_bounds_bodies_as_the_truss_does_and_routes_predict_only(nam
     assert re.fullmatch(r"\d+m", limit) and int(limit[:-1]) * 2**20 == serving.max_body_bytes
     assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
     assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # audio streams as made
-    (rule,) = ingress["spec"]["rules"]
-    assert [p["path"] for p in rule["http"]["paths"]] == ["/v1/models/model:predict"]
-    assert (
-        rule["http"]["paths"][0]["backend"]["service"]["name"]
-        == manifests(name)["Service"]["metadata"]["name"]
-    )
+    assert routes(name) == ["/v1/models/model:predict"]
+
+
+@pytest.mark.parametrize("name", sorted(REALTIME))
+def test_the_websocket_ingress_outlasts_a_session_and_takes_no_uploads(name):
+    from tts_common.settings import RealtimeSettings
+
+    realtime = RealtimeSettings.load({}, truss_config(name).get("environment_variables", {}))
+    notes = manifests(name)["Ingress"]["metadata"]["annotations"]
+    for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
+        # nginx's default 60 s would cut a parked agent socket between turns
+        assert int(notes[f"nginx.ingress.kubernetes.io/{timeout}"]) >= 60 * realtime.idle_timeout_s
+    assert notes["nginx.ingress.kubernetes.io/proxy-body-size"] == "1m"  # a handshake has no body
+    assert routes(name) == ["/v1/websocket"]
+
+
+def routes(name: str) -> list[str]:
+    """The Ingress's paths, each to this Truss's Service."""
+    (rule,) = manifests(name)["Ingress"]["spec"]["rules"]
+    paths = rule["http"]["paths"]
+    service = manifests(name)["Service"]["metadata"]["name"]
+    assert all(p["backend"]["service"] == {"name": service, "port": {"name": "http"}} for p in paths)
+    return [p["path"] for p in paths]
+
+
+@pytest.mark.parametrize("name", TRUSSES)
+def test_only_agents_the_ingress_and_prometheus_reach_the_model(name):
+    policy = manifests(name)["NetworkPolicy"]["spec"]
+    selector = manifests(name)["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert policy["podSelector"]["matchLabels"] == selector and policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    peers = rule["from"]
+    assert {"namespaceSelector": {}, "podSelector": {"matchLabels": CLIENT_LABEL}} in peers
+    namespaces = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers[1:]}
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    assert all(p.get("podSelector") or p["namespaceSelector"] for p in peers)  # no open peer
+
+
+def agent_workers() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((DEPLOY / "agent" / "kustomization.yaml").read_text())
+    return [yaml.safe_load((DEPLOY / "agent" / f).read_text()) for f in kustomization["resources"]]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_agent_workers_pass_the_kubernetes_schemas(version):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for doc in agent_workers():
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_agent_workers_call_a_realtime_truss_by_its_service_and_carry_the_label():
+    plugins = set()
+    for worker in agent_workers():
+        pod = worker["spec"]["template"]
+        assert pod["metadata"]["labels"].items() >= CLIENT_LABEL.items()  # admitted by the NetworkPolicy
+        (agent,) = pod["spec"]["containers"]
+        env = {e["name"]: e for e in agent["env"]}
+        url = env["CUSTOM_TTS_URL"]["value"]
+        host = re.fullmatch(r"ws://([a-z-]+)\.tts\.svc\.cluster\.local(/v1/websocket)?", url)
+        assert host and host.group(1) in REALTIME, url
+        assert manifests(host.group(1))["Service"]["spec"]["ports"][0]["port"] == 80
+        assert agent["envFrom"] == [{"secretRef": {"name": "livekit"}}]  # LiveKit's credentials
+        assert env["BASETEN_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "tts-api-key"
+        plugin = env.get("TTS_PLUGIN", {}).get("value", "custom_tts")
+        plugins.add(plugin)
+        if plugin == "custom_tts":  # plain ws:// with a key: allowed explicitly
+            assert env["CUSTOM_TTS_ALLOW_INSECURE"]["value"] == "1"
+    assert plugins == {"custom_tts", "baseten"}
+    dockerfile = (REPO / "livekit_plugin" / "examples" / "Dockerfile").read_text()
+    assert "docker build -f livekit_plugin/examples/Dockerfile" in dockerfile
+    assert "livekit-plugins-baseten==1.8.9 livekit-plugins-openai==1.8.9" in dockerfile
