@@ -97,13 +97,17 @@ async def start(
     return lease, run, backlog
 
 
-async def drain(run, backlog: Backlog) -> list:
+async def drain(run, backlog: Backlog, rate: float | None = None, cut: list | None = None) -> list:
+    """Reads the run's audio to its end, taking each piece at once, or at `rate` x
+    real time until the run is `cut`."""
     items = []
     while True:
         item = await run.next()
         items.append(item)
         if isinstance(item, Finished):
             return items
+        if rate is not None and not cut:
+            await asyncio.sleep(item.seconds / rate)
         backlog.take(item.seconds)
 
 
@@ -252,19 +256,6 @@ def test_a_lease_releases_exactly_once():
 DRAIN = SETTINGS.model_copy(update={"min_drain_rate": 0.5, "drain_grace_s": 0.5})
 
 
-async def read_at(run, backlog: Backlog, rate: float, cut: list) -> list:
-    """Reads the run's audio, taking it at `rate` x real time until the run is `cut`."""
-    items = []
-    while True:
-        item = await run.next()
-        items.append(item)
-        if isinstance(item, Finished):
-            return items
-        if not cut:
-            await asyncio.sleep(item.seconds / rate)
-        backlog.take(item.seconds)
-
-
 @pytest.mark.parametrize("rate", [0.0, 0.05])
 def test_a_client_draining_under_the_minimum_rate_is_cut_and_its_slot_freed(rate):
     async def main():
@@ -274,7 +265,7 @@ def test_a_client_draining_under_the_minimum_rate_is_cut_and_its_slot_freed(rate
         started = time.monotonic()
         with pytest.raises(ClientTooSlow):
             if rate:
-                await read_at(run, backlog, rate, cut)
+                await drain(run, backlog, rate, cut)
             else:
                 while True:
                     await run.next()  # taken from the run, never by the connection
@@ -293,7 +284,7 @@ def test_a_client_draining_in_real_time_is_never_cut():
     async def main():
         service, model = core(DRAIN), Model(chunks=15)  # 1.5 s: three times the grace
         lease, run, backlog = await start(service, model)
-        items = await read_at(run, backlog, 1.0, [])
+        items = await drain(run, backlog, 1.0)
         assert isinstance(items[-1], Finished) and items[-1].audio_s == pytest.approx(1.5)
         await settled(lambda: lease.released)
         assert count(service, "ok") == 1 and count(service, "cut") == 0

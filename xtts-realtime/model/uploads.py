@@ -23,7 +23,7 @@ from tts_common.metrics import Transport
 from tts_common.realtime_protocol import ProtocolError, VoiceAdded, VoiceList
 from tts_common.realtime_session import Caller, ControlHandler, Extension
 from tts_common.reference_audio import decode_reference_wav
-from tts_common.slots import Busy, ClientGone
+from tts_common.slots import Busy
 from tts_common.synthesis import SynthesisCore
 from tts_common.voice_store import ID_PREFIX, VoiceStore
 from xtts_engine.engine import XTTS_REFERENCE_RATE, XttsEngine
@@ -106,9 +106,9 @@ class UploadedVoices(Extension):
             raise ProtocolError.of(exc.field, exc.message, "voice.add") from None
         try:
             lease = await self._core.admit(Transport.websocket, caller.rid)
-        except (Busy, ClientGone) as exc:
+        except Busy as exc:
             self._store.abandon(voice_id)
-            raise ProtocolError.of("message", str(exc) or "the client left", "voice.add") from None
+            raise ProtocolError.of("message", str(exc), "voice.add") from None
         try:
             latents = await asyncio.to_thread(self._engine.latents, clip.samples)
         except BaseException:
