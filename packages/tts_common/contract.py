@@ -51,13 +51,18 @@ class StreamRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    text: StrictStr = Field(max_length=MAX_TEXT_CHARS)
+    # `prompt`: Baseten's default TTS shape (LiveKit's Baseten plugins, Python and Node).
+    text: StrictStr = Field(max_length=MAX_TEXT_CHARS, validation_alias=AliasChoices("text", "prompt"))
     voice: StrictStr | None = Field(
         default=None, max_length=MAX_NAME_CHARS, validation_alias=AliasChoices("voice", "speaker")
     )
     language: StrictStr = Field(default="en", max_length=MAX_LANGUAGE_CHARS)
     format: AudioFormat = AudioFormat.pcm
     sample_rate: SampleRate | None = None
+    # Baseten's default shape sends these beside `prompt`: accepted with their bounds, and
+    # used by a model that has a meaning for them (XTTS declares its own); others ignore them.
+    temperature: float | None = Field(default=None, gt=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000)
 
     @field_validator("text")
     @classmethod

@@ -45,6 +45,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .audio import StreamEncoder
 from .auth import REFUSAL, ApiKeyCheck
+from .baseten_dialect import END_OF_INPUT, baseten_config, default_session
 from .connection import cap_send_buffer, drop, request_id
 from .contract import AudioFormat, FieldError
 from .engine import Engine, resolve
@@ -257,6 +258,10 @@ class _Session:
         self.opened = self.last_heard = time.monotonic()
         self.allowance = float(service.realtime.message_burst)  # messages it may send now
         self.counted_at = self.opened
+        # Baseten's default TTS dialect (`baseten_dialect.py`): plain words in, PCM out,
+        # the socket closed after the audio of its `__END__`.
+        self.baseten = False
+        self.ending = False
         self._send_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -350,6 +355,9 @@ class _Session:
                 await self._handle(message)
             except ProtocolError as exc:
                 logger.info("[%s] refused: %s", self.rid, exc)
+                if self.baseten:  # its clients read no events: the close says why
+                    event = ErrorEvent.of(exc).model_copy(update={"fatal": True})
+                    raise _Stop(SessionOutcome.rejected, CLOSE_POLICY, event) from None
                 await self._send_event(ErrorEvent.of(exc))
 
     def _count_message(self) -> None:
@@ -377,6 +385,13 @@ class _Session:
                 CLOSE_TOO_BIG,
                 ErrorEvent(message=too_big, field="message", fatal=True),
             )
+        if self.baseten:
+            await self._baseten_words(raw)
+            return
+        if self.config is None and (default := baseten_config(raw)) is not None:
+            self.baseten = True  # even if the config is refused: the close must say why
+            self._configure(default_session(default, self.service.config_model))
+            return
         kind, data = message_type(raw)
         extension = self.service.extension
         parsed = parse_message(kind, data, self.service.config_model, tuple(extension.messages))
@@ -384,9 +399,7 @@ class _Session:
             reply = await extension.messages[kind](parsed, self.caller)
             await self._send_event(reply)
         elif isinstance(parsed, SessionConfig):
-            language = self.service.check(parsed, self.caller)
-            self.config = parsed
-            self.text.max_chars = self.engine.max_unit_chars(language)
+            self._configure(parsed)
         elif isinstance(parsed, InputText):
             await self._take_text(parsed.text)
         elif isinstance(parsed, InputDone):
@@ -399,6 +412,23 @@ class _Session:
         elif isinstance(parsed, SessionClose):
             logger.info("[%s] session.close", self.rid)
             raise _Stop(SessionOutcome.ok, CLOSE_NORMAL)
+
+    def _configure(self, config: SessionConfig) -> None:
+        language = self.service.check(config, self.caller)
+        self.config = config
+        self.text.max_chars = self.engine.max_unit_chars(language)
+
+    async def _baseten_words(self, raw: str) -> None:
+        """Baseten's dialect after its config: words as they come, `__END__` to finish."""
+        if raw == END_OF_INPUT:
+            self._check_room("input.done")
+            for unit in self.text.flush():
+                self._queue(unit)
+            self.units.put_nowait(_Flush())
+            self.ending = True
+            return
+        text = InputText.model_validate({"type": "input.text", "text": raw}).text
+        await self._take_text(text)
 
     async def _take_text(self, text: str) -> None:
         if self.config is None:
@@ -542,6 +572,10 @@ class _Session:
                     await self._send(item.data)
                     self.backlog.take(item.seconds)
                     self.playback_end = max(self.playback_end, time.monotonic()) + item.seconds
+                elif self.baseten and not isinstance(item, ErrorEvent):
+                    # Its clients read audio only; the last audio of `__END__` closes it.
+                    if isinstance(item, SessionDone) and self.ending and self.units.empty():
+                        raise _Stop(SessionOutcome.ok, CLOSE_NORMAL)
                 else:
                     await self._send_event(item)
                     if isinstance(item, ErrorEvent) and item.fatal:

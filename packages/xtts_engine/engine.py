@@ -60,6 +60,9 @@ class Sampling(BaseModel):
     length_penalty: float | None = Field(default=None, ge=-10.0, le=10.0)
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    # Audio tokens (about 46 ms each) one sentence may generate, at most the checkpoint's
+    # own cap; Baseten's default TTS shape sends it (incremental decoder only).
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class XttsEngine:
@@ -300,7 +303,7 @@ class XttsEngine:
         stream = (
             view.inference_stream
             if self.stream_decoder == "stock"
-            else partial(inference_stream_incremental, view)
+            else partial(inference_stream_incremental, view, max_audio_tokens=opts.max_tokens)
         )
 
         def pick(value: Any, default: Any) -> Any:

@@ -270,6 +270,7 @@ def inference_stream_incremental(
     enable_text_splitting: bool = False,
     left_context: int = LEFT_CONTEXT_FRAMES,
     right_margin: int = RIGHT_MARGIN_FRAMES,
+    max_audio_tokens: int | None = None,
     **hf_generate_kwargs,
 ) -> Iterator[torch.Tensor]:
     """Drop-in for ``Xtts.inference_stream``: same text handling, same GPT call, same RNG use.
@@ -321,6 +322,8 @@ def inference_stream_incremental(
         tokens = 0
         while True:
             try:
+                if max_audio_tokens is not None and tokens >= max_audio_tokens:
+                    raise StopIteration  # the caller's cap, under the checkpoint's own
                 _, latent = next(gpt_generator)
                 pending.append(latent)
                 tokens += 1

@@ -103,6 +103,8 @@ def test_a_cloned_voice_is_the_callers_alone(realtime):
     A's untouched; A's voices go when A's session ends."""
     other = wav_b64(tone(3.0, 16000), 16000)
     with session(realtime) as a, session(realtime) as b:
+        for ws in (a, b):  # configured: the first-config limit (10 s) does not close them
+            send(ws, **CONFIG)
         assert add_voice(a, "alice") == {"type": "voice.add", "success": True, "voice": {"name": "alice"}}
         assert listed(a) == ["alice"] and listed(b) == []
         mine = speak(a, "alice")

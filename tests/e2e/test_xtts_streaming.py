@@ -174,3 +174,17 @@ def test_a_unit_over_the_gpts_token_limit_is_split_by_tokens(xtts):
     r = requests.post(xtts.predict_url, json={"text": text, "seed": 1}, timeout=600)
     assert r.status_code == 200, r.text[:300]
     assert len(pcm16(r.content)) > 0
+
+
+def test_basetens_default_shape_is_spoken_and_max_tokens_caps_a_sentence(xtts):
+    """{prompt, voice, language, temperature, max_tokens}, as LiveKit's Baseten plugins
+    send it: temperature samples, max_tokens caps each sentence's audio tokens."""
+    body = {"prompt": "Hello from the default shape.", "voice": "Tiny Speaker A", "language": "en"}
+    whole = requests.post(xtts.predict_url, json={**body, "temperature": 0.6, "seed": 3}, timeout=600)
+    capped = requests.post(
+        xtts.predict_url, json={**body, "temperature": 0.6, "seed": 3, "max_tokens": 4}, timeout=600
+    )
+    assert whole.status_code == capped.status_code == 200, capped.text[:200]
+    # 4 audio tokens are about 0.19 s at 24 kHz (1024 samples a token at 22.05 kHz)
+    assert 0 < len(capped.content) < len(whole.content)
+    assert len(pcm16(capped.content)) < 0.5 * 24000

@@ -31,6 +31,21 @@ def test_speaker_is_an_alias_of_voice():
     assert parse({"text": "Hi", "speaker": "joe"}).voice == "joe"
 
 
+def test_basetens_default_shape_is_accepted():
+    """LiveKit's Baseten plugins in default mode POST {prompt, voice, temperature,
+    language} (Node adds max_tokens) and read 24 kHz PCM."""
+    req = parse({"prompt": "Hi", "voice": "joe", "temperature": 0.6, "language": "en", "max_tokens": 2000})
+    assert (req.text, req.voice, req.temperature, req.max_tokens) == ("Hi", "joe", 0.6, 2000)
+    assert req.output_rate == DEFAULT_SAMPLE_RATE == 24000 and req.format is AudioFormat.pcm
+
+
+@pytest.mark.parametrize("field, value", [("temperature", 0), ("temperature", 3), ("max_tokens", 0)])
+def test_basetens_fields_keep_their_bounds(field, value):
+    with pytest.raises(RequestError) as refused:
+        parse({"prompt": "Hi", field: value})
+    assert refused.value.errors[0]["field"] == field
+
+
 def test_mulaw_defaults_to_8k():
     req = parse({"text": "Hi", "format": "mulaw"})
     assert req.output_rate == 8000

@@ -6,6 +6,7 @@ import json
 import pytest
 from pydantic import Field
 
+from tts_common.baseten_dialect import baseten_config, default_session
 from tts_common.realtime_protocol import (
     AudioDone,
     ErrorEvent,
@@ -158,3 +159,26 @@ def test_a_huge_client_value_is_refused_without_being_echoed(kind, data, field):
     event = ErrorEvent.of(refused.value).json_text()
     assert refused.value.errors[0]["field"].startswith(field)
     assert len(event) < 500 and len(str(refused.value)) < 500
+
+
+@pytest.mark.parametrize(
+    "raw, is_config",
+    [
+        ('{"voice": "joe", "max_tokens": 2000, "buffer_size": 10}', True),  # the Python plugin's
+        ('{"voice": "joe", "language": "en", "temperature": 0.6}', True),
+        ('{"type": "session.config", "voice": "joe"}', False),  # the realtime protocol
+        ('{"voice": "joe", "speaker": "x"}', False),  # not the dialect's field
+        ("{}", False),
+        ("Hello", False),  # words come after the config
+    ],
+)
+def test_basetens_default_config_is_told_from_the_protocol(raw, is_config):
+    assert (baseten_config(raw) is not None) is is_config
+
+
+def test_basetens_default_config_maps_onto_the_session_config():
+    config = default_session({"voice": "joe", "max_tokens": 2000, "buffer_size": 10}, SessionConfig)
+    assert (config.voice, config.sample_rate, config.word_timestamps) == ("joe", 24000, False)
+    with pytest.raises(ProtocolError) as refused:
+        default_session({"voice": "x" * 1000}, SessionConfig)
+    assert refused.value.errors[0]["field"] == "voice"
