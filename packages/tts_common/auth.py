@@ -47,17 +47,23 @@ class ApiKeyCheck:
         """A stable, non-reversible id of the key a caller presented (checked here,
         or by the platform in front, as Baseten checks its own); None if it presented
         none. Only who holds the key can present it again."""
-        token = headers.get("authorization", "").strip().partition(" ")[2].strip()
+        token = _credentials(headers)[1]
         return hashlib.sha256(token.encode()).hexdigest()[:32] if token else None
 
     def accepts(self, headers: Mapping[str, str], rid: str) -> bool:
         """Whether a request's (or a WebSocket handshake's) headers carry the key, if one is set."""
         if self._key is None:
             return True
-        scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+        scheme, token = _credentials(headers)
         # Compared in constant time, whatever the scheme, so timing tells nothing.
-        matches = hmac.compare_digest(token.strip().encode(), self._key)
+        matches = hmac.compare_digest(token.encode(), self._key)
         if matches and scheme.lower() in _SCHEMES:
             return True
         logger.info("[%s] refused: %s API key", rid, "wrong" if token else "no")
         return False
+
+
+def _credentials(headers: Mapping[str, str]) -> tuple[str, str]:
+    """`Authorization: <scheme> <token>` as (scheme, token); empty strings where absent."""
+    scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+    return scheme, token.strip()

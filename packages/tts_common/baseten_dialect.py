@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .contract import validation_errors
+from .contract import DEFAULT_SAMPLE_RATE, validation_errors
 from .realtime_protocol import ProtocolError, SessionConfig
 
 END_OF_INPUT = "__END__"
@@ -48,6 +48,8 @@ def default_session(data: dict[str, Any], config_model: type[SessionConfig]) -> 
         if data.get(name) is not None and name in config_model.model_fields
     }
     try:
-        return config_model.model_validate({"type": "session.config", "sample_rate": 24000, **fields})
+        return config_model.model_validate(
+            {"type": "session.config", "sample_rate": DEFAULT_SAMPLE_RATE, **fields}
+        )
     except ValidationError as exc:
         raise ProtocolError(validation_errors(exc), "config") from None

@@ -121,7 +121,10 @@ MAX_SHOWN_CHARS = 64
 
 def shown(value: object) -> str:
     """`value` as an error message quotes it: its repr, cut to MAX_SHOWN_CHARS."""
-    text = repr(value)
+    return _cut(repr(value))
+
+
+def _cut(text: str) -> str:
     return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "\u2026"
 
 
@@ -145,8 +148,7 @@ class RequestError(Exception):
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
     """The field's path; a client's own key (an unknown field) cut as `shown` cuts values."""
-    name = ".".join(str(part) for part in loc) or "body"
-    return name if len(name) <= MAX_SHOWN_CHARS else name[: MAX_SHOWN_CHARS - 1] + "\u2026"
+    return _cut(".".join(str(part) for part in loc) or "body")
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, str]]:

@@ -403,10 +403,7 @@ class _Session:
         elif isinstance(parsed, InputText):
             await self._take_text(parsed.text)
         elif isinstance(parsed, InputDone):
-            self._check_room("input.done")
-            for unit in self.text.flush():
-                self._queue(unit)
-            self.units.put_nowait(_Flush())
+            self._flush()
         elif isinstance(parsed, VoiceListRequest):
             await self._send_event(extension.voice_list(self.caller, self.engine))
         elif isinstance(parsed, SessionClose):
@@ -421,10 +418,7 @@ class _Session:
     async def _baseten_words(self, raw: str) -> None:
         """Baseten's dialect after its config: words as they come, `__END__` to finish."""
         if raw == END_OF_INPUT:
-            self._check_room("input.done")
-            for unit in self.text.flush():
-                self._queue(unit)
-            self.units.put_nowait(_Flush())
+            self._flush()
             self.ending = True
             return
         text = InputText.model_validate({"type": "input.text", "text": raw}).text
@@ -451,6 +445,13 @@ class _Session:
     def _plan(self, text: str, eager: bool) -> list[str]:
         self.text.push(text)
         return list(self.text.units(eager=eager))
+
+    def _flush(self) -> None:
+        """input.done: what the buffer holds is queued, then the flush's place."""
+        self._check_room("input.done")
+        for unit in self.text.flush():
+            self._queue(unit)
+        self.units.put_nowait(_Flush())
 
     def _check_room(self, kind: str) -> None:
         limit = self.service.realtime.max_pending_units
@@ -498,13 +499,9 @@ class _Session:
         config = unit.config
         try:
             voice = self.service.extension.voice(self.caller, config.voice)  # it may be gone since
-        except FieldError as exc:
-            self.out.put_nowait(ErrorEvent(message=exc.message, field=exc.field, sentence_index=index))
-            return True
-        try:
             # Off the event loop: the engine's text work (espeak) takes real time.
             synthesis = await asyncio.to_thread(self._prepare, unit, voice)
-        except FieldError as exc:  # what the engine refuses of the text (XTTS: a number too long)
+        except FieldError as exc:  # the voice is gone, or the engine refuses the text (XTTS: a long number)
             self.out.put_nowait(ErrorEvent(message=exc.message, field=exc.field, sentence_index=index))
             return True
         except Exception:
