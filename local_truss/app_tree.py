@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from truss.contexts.image_builder.serving_image_builder import ServingImageBuilderContext
 from truss.contexts.local_loader.docker_build_emulator import DockerBuildEmulator
+from truss.contexts.local_loader.dockerfile_parser import DockerInstruction, parse_dockerfile
 from truss.truss_handle.truss_gatherer import gather
 
 from .paths import cache_dir
@@ -47,6 +48,15 @@ def build_app_tree(truss_dir: Path) -> AppTree:
     build_dir.mkdir()
     root.mkdir()
     ServingImageBuilderContext.run(gathered).prepare_image_build_dir(build_dir)
+    _make_copy_targets(build_dir / "Dockerfile", root)
     DockerBuildEmulator(build_dir / "Dockerfile", build_dir).run(root)
     logger.info("built app tree for %s in %s", truss_dir.name, root)
     return AppTree(root=root, build_dir=build_dir)
+
+
+def _make_copy_targets(dockerfile: Path, root: Path) -> None:
+    """The folders a COPY writes into, which Docker makes and the emulator does not
+    (a docker_server image's /etc/nginx/conf.d)."""
+    for command in parse_dockerfile(dockerfile):
+        if command.instruction == DockerInstruction.COPY and command.value[-1].startswith("/"):
+            (root / command.value[-1].lstrip("/")).parent.mkdir(parents=True, exist_ok=True)

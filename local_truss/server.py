@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def server_environment(tree: AppTree, port: int, host: str) -> dict[str, str]:
     env.update(
         {
             "INFERENCE_SERVER_PORT": str(port),
+            "TTS_SERVER_PORT": str(port),  # a docker_server Truss's own server
             "LOCAL_TRUSS_HOST": host,
             # The image copies bundled packages to /packages, on sys.path there.
             "PYTHONPATH": str(tree.packages_dir),
@@ -31,6 +33,28 @@ def server_environment(tree: AppTree, port: int, host: str) -> dict[str, str]:
         }
     )
     return env
+
+
+# What a docker_server Truss's start_command must run for the runner to serve it:
+# a python script under /app (its image's model directory).
+_START_SCRIPT = re.compile(r"\bpython3?\s+/app/([^\s\"']+)")
+
+
+def server_command(tree: AppTree, python: Path) -> list[str]:
+    """The process that serves the Truss: truss's own server (the image's
+    /app/main.py, through our launcher), or for a docker_server Truss the script
+    its start_command runs, with the image's /app and /packages mapped onto the
+    app tree (server_environment puts the packages on PYTHONPATH)."""
+    docker_server = tree.config.get("docker_server")
+    if not docker_server:
+        return [str(python), str(LAUNCHER)]
+    found = _START_SCRIPT.search(docker_server["start_command"])
+    if found is None:
+        raise ValueError(
+            f"docker_server.start_command {docker_server['start_command']!r}: the local runner "
+            "serves a start_command that runs `python3 /app/<script>`"
+        )
+    return [str(python), str(tree.app_dir / found.group(1))]
 
 
 def truss_python(truss_dir: Path) -> Path:
@@ -81,7 +105,7 @@ class LocalTrussServer:
         env.update(self.extra_env)
         stdout = open(self.log_path, "ab") if self.log_path else None
         self.process = subprocess.Popen(
-            [str(python), str(LAUNCHER)],
+            server_command(self.tree, python),
             cwd=self.tree.app_dir,
             env=env,
             stdout=stdout,

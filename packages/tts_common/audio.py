@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import soxr
 
+from .codecs import CompressedStream, codec_of
 from .contract import AudioFormat
 
 _UNKNOWN_SIZE = 0xFFFFFFFF  # what streaming WAV writers put in the size fields
@@ -90,7 +91,8 @@ class StreamEncoder:
     """Turns a model's float chunks into the requested wire format, chunk by chunk.
 
     The resampler keeps its filter state between chunks, so chunk boundaries leave
-    no clicks or gaps; `finish()` flushes the samples it still holds.
+    no clicks or gaps; `finish()` flushes the samples it still holds, and a
+    compressed stream's last frames and trailer.
     """
 
     def __init__(self, model_rate: int, output_rate: int, fmt: AudioFormat):
@@ -102,11 +104,16 @@ class StreamEncoder:
             else None
         )
         self._header_pending = fmt is AudioFormat.wav
+        codec = codec_of(fmt)
+        self._compressed = CompressedStream(codec, output_rate) if codec is not None else None
 
     def encode(self, samples: np.ndarray, last: bool = False) -> bytes:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
+        if self._compressed is not None:
+            body = self._compressed.encode(float_to_int16(samples))
+            return body + self._compressed.finish() if last else body
         if self.fmt is AudioFormat.mulaw:
             body = pcm16_to_mulaw(float_to_int16(samples))
         else:

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from .codecs import check_rate, codec_of
+
 MAX_TEXT_CHARS = 5000
 # Longest voice name and language tag a request may give.
 MAX_NAME_CHARS = 128
@@ -36,6 +38,11 @@ class AudioFormat(StrEnum):
     pcm = "pcm"  # raw signed 16-bit little-endian mono
     wav = "wav"  # streaming WAV header (unknown length), then the same PCM
     mulaw = "mulaw"  # G.711 mu-law, 8 kHz, for telephony
+    # Compressed, streamed frame by frame (codecs.py)
+    opus = "opus"  # Opus in Ogg
+    mp3 = "mp3"
+    flac = "flac"
+    aac = "aac"  # AAC in ADTS
 
 
 def content_type(fmt: AudioFormat, sample_rate: int) -> str:
@@ -43,7 +50,19 @@ def content_type(fmt: AudioFormat, sample_rate: int) -> str:
         return f"audio/pcm;rate={sample_rate}"
     if fmt is AudioFormat.wav:
         return "audio/wav"
-    return f"audio/PCMU;rate={sample_rate}"
+    if fmt is AudioFormat.mulaw:
+        return f"audio/PCMU;rate={sample_rate}"
+    codec = codec_of(fmt)
+    assert codec is not None
+    return codec.content_type
+
+
+def bytes_per_second(fmt: AudioFormat, sample_rate: int) -> int:
+    """About how many bytes a second of audio takes on the wire."""
+    codec = codec_of(fmt)
+    if codec is not None:
+        return (codec.bit_rate or sample_rate * 8) // 8  # lossless: about half of PCM
+    return sample_rate * (1 if fmt is AudioFormat.mulaw else 2)
 
 
 class StreamRequest(BaseModel):
@@ -77,6 +96,9 @@ class StreamRequest(BaseModel):
             self.sample_rate = MULAW_SAMPLE_RATE
         elif self.sample_rate is None:
             self.sample_rate = DEFAULT_SAMPLE_RATE
+        problem = check_rate(self.format, self.sample_rate)
+        if problem is not None:
+            raise FieldError("sample_rate", problem)
         return self
 
     @property

@@ -25,8 +25,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 
 class Transport(enum.Enum):
-    http = "http"
-    websocket = "websocket"
+    http = "http"  # our contract (streaming.py)
+    websocket = "websocket"  # the realtime protocol (realtime_session.py)
+    openai = "openai"  # OpenAI's speech API, over the HTTP transport (openai_speech.py)
 
 
 class Outcome(enum.Enum):

@@ -64,12 +64,38 @@ def client_gone(rid: str) -> Response:
     return Response(status_code=499, headers={REQUEST_ID_HEADER: rid})
 
 
-async def admit(core: SynthesisCore, request: Request, rid: str) -> Lease | Response:
+class Replies:
+    """How a surface answers a request it refuses before any audio; these are
+    our contract's shapes (a surface with its own, as OpenAI's, overrides them)."""
+
+    def unauthorized(self, rid: str) -> Response:
+        return unauthorized(rid)
+
+    def request_error(self, exc: RequestError, rid: str) -> Response:
+        return request_error(exc, rid)
+
+    def busy(self, message: str, rid: str) -> Response:
+        return busy(message, rid)
+
+    def internal_error(self, what: str, rid: str) -> Response:
+        return internal_error(what, rid)
+
+
+CONTRACT = Replies()
+
+
+async def admit(
+    core: SynthesisCore,
+    request: Request,
+    rid: str,
+    replies: Replies = CONTRACT,
+    transport: Transport = Transport.http,
+) -> Lease | Response:
     """A slot for an HTTP request, or the answer of one that never started: 503
     (busy or overloaded) or 499 (its client left while it waited)."""
     try:
-        return await core.admit(Transport.http, rid, gone=request.is_disconnected)
+        return await core.admit(transport, rid, gone=request.is_disconnected)
     except Busy as exc:
-        return busy(str(exc), rid)
+        return replies.busy(str(exc), rid)
     except ClientGone:
         return client_gone(rid)

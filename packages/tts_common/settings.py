@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -152,3 +153,31 @@ class CpuSettings(Settings):
     spare_lanes: int = Field(1, ge=0)
 
     _ENV: ClassVar[dict[str, str]] = {"lanes": "TTS_CPU_LANES", "spare_lanes": "TTS_CPU_SPARE_LANES"}
+
+
+class ServerSettings(Settings):
+    """Where a `docker_server` Truss's own server listens (openai_server.py)."""
+
+    # The container listens on every interface; the local runner binds 127.0.0.1.
+    host: str = "0.0.0.0"
+    # None: config.yaml's docker_server.server_port (the local runner picks a free one).
+    port: int | None = Field(None, ge=1, le=65535)
+
+    _ENV: ClassVar[dict[str, str]] = {"host": "LOCAL_TRUSS_HOST", "port": "TTS_SERVER_PORT"}
+
+
+def truss_secrets(
+    names: Mapping[str, Any], environ: Mapping[str, str] = os.environ, folder: Path = Path("/secrets")
+) -> dict[str, str]:
+    """A `docker_server` Truss's secrets, as truss reads them for a Model class:
+    `TRUSS_SECRET_<name>` from the environment, else the file Baseten mounts at
+    /secrets/<name>. Secrets set nowhere are left out."""
+    found = {}
+    for name in names:
+        path = folder / name
+        value = environ.get(f"TRUSS_SECRET_{name}")
+        if value is None and path.is_file():
+            value = path.read_text()
+        if value is not None:
+            found[name] = value
+    return found

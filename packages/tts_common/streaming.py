@@ -20,7 +20,8 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -35,6 +36,7 @@ from .contract import (
     FieldError,
     RequestError,
     StreamRequest,
+    bytes_per_second,
     check_body_size,
     content_type,
     field_error,
@@ -55,6 +57,48 @@ from .synthesis import (
 )
 
 logger = logging.getLogger(__name__)
+
+RequestT = TypeVar("RequestT", bound=StreamRequest)
+
+
+class Framing(Protocol):
+    """How a surface wraps the encoded audio in its response body (OpenAI's SSE, say)."""
+
+    media_type: str
+
+    def chunk(self, data: bytes) -> bytes: ...
+
+    def end(self, finished: Finished) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What a surface makes of a valid request: the synthesis, and how its audio
+    goes out (format and rate; `framing` None: the audio bytes as they are)."""
+
+    synthesis: Synthesis
+    format: AudioFormat
+    rate: int
+    framing: Framing | None = None
+
+
+Prepare = Callable[[bytes], Speech]
+
+
+def contract_speech(request_model: type[RequestT], prepare: Callable[[RequestT], Synthesis]) -> Prepare:
+    """Our own contract's request (`request_model`) to Speech; `prepare(req)` turns
+    the parsed request into its Synthesis, raising FieldError for what the schema
+    cannot check (an unknown voice, say)."""
+
+    def speech(body: bytes) -> Speech:
+        req = parse_request(body, request_model)
+        try:
+            synthesis = prepare(req)
+        except FieldError as exc:
+            raise field_error(exc.field, exc.message) from None
+        return Speech(synthesis, req.format, req.output_rate)
+
+    return speech
 
 
 class StreamAborted(RuntimeError):
@@ -109,63 +153,73 @@ def _drop(request: Request, rid: str, why: str) -> bool:
 
 
 class AudioStreamer:
-    """The HTTP face of one model instance's serving core."""
+    """The HTTP face of one model instance's serving core, for one surface (our
+    contract by default; `answers` and `transport` for another, as OpenAI's)."""
 
-    def __init__(self, core: SynthesisCore, key: str | None = None):
+    def __init__(
+        self,
+        core: SynthesisCore,
+        key: str | None = None,
+        answers: replies.Replies = replies.CONTRACT,
+        transport: Transport = Transport.http,
+    ):
         self.core = core
         self.settings = core.settings
         self._auth = ApiKeyCheck(key)
+        self._replies = answers
+        self._transport = transport
 
-    async def respond(
-        self,
-        request: Request,
-        request_model: type[StreamRequest],
-        prepare: Callable[[Any], Synthesis],
-    ) -> Response:
-        """`prepare(req)` turns a parsed request into its Synthesis, raising
-        FieldError (or RequestError) for what the schema cannot check."""
+    async def respond(self, request: Request, prepare: Prepare) -> Response:
+        """`prepare(body)` turns the raw body into its Speech, raising RequestError
+        (the surface's own checks, each naming the field)."""
         arrived = time.monotonic()
         rid = request_id(request)
         if not self._auth.accepts(request.headers, rid):
-            return self._answered(replies.unauthorized(rid))
+            return self._answered(self._replies.unauthorized(rid))
         try:
             body = await request.body()
             check_body_size(body, self.settings.max_body_bytes)
             # Off the event loop: a reference clip's decoding takes real time.
-            req, synthesis = await asyncio.to_thread(_validate, body, request_model, prepare)
+            speech = await asyncio.to_thread(prepare, body)
         except RequestError as exc:
-            return self._answered(replies.request_error(exc, rid))
+            return self._answered(self._replies.request_error(exc, rid))
         except Exception:
             logger.exception("[%s] preparing the request failed", rid)
-            return self._answered(replies.internal_error("preparing the request failed", rid))
-        lease = await replies.admit(self.core, request, rid)
+            return self._answered(self._replies.internal_error("preparing the request failed", rid))
+        lease = await replies.admit(self.core, request, rid, self._replies, self._transport)
         if isinstance(lease, Response):
             return self._answered(lease)
         backlog = Backlog(self.settings)
+        synthesis = speech.synthesis
         run = Run(
             self.core,
             lease,
             synthesis,
-            StreamEncoder(synthesis.model_rate, req.output_rate, req.format),
+            StreamEncoder(synthesis.model_rate, speech.rate, speech.format),
             backlog,
-            Transport.http,
+            self._transport,
             started_at=arrived,
             rid=rid,
             gone=request.is_disconnected,
             on_cut=lambda: drop(request),  # the core has logged why
         )
-        bytes_per_s = req.output_rate * (1 if req.format is AudioFormat.mulaw else 2)
-        if not cap_send_buffer(request, bytes_per_s, self.settings.max_ahead_s):
+        if not cap_send_buffer(
+            request, bytes_per_second(speech.format, speech.rate), self.settings.max_ahead_s
+        ):
             logger.debug("[%s] could not cap the socket's send buffer", rid)
         try:
             first = await run.next()
         except ClientGone:
             return self._answered(replies.client_gone(rid))
         except RunStalled:
-            return self._answered(replies.internal_error("synthesis stalled before its first audio", rid))
+            return self._answered(
+                self._replies.internal_error("synthesis stalled before its first audio", rid)
+            )
         except RunFailed:
-            return self._answered(replies.internal_error("synthesis failed before its first audio", rid))
-        return self._stream(request, run, backlog, first, req, synthesis, rid)
+            return self._answered(
+                self._replies.internal_error("synthesis failed before its first audio", rid)
+            )
+        return self._stream(request, run, backlog, first, speech, rid)
 
     def _answered(self, response: Response) -> Response:
         """Counts an answer given before any audio."""
@@ -178,19 +232,21 @@ class AudioStreamer:
         run: Run,
         backlog: Backlog,
         first: Audio | Finished,
-        req: StreamRequest,
-        synthesis: Synthesis,
+        speech: Speech,
         rid: str,
     ) -> Response:
         ended: list[Outcome] = []  # how the body ended, when it says so itself
+        framing = speech.framing
 
         async def body() -> AsyncIterator[bytes]:
             item = first
             try:
                 while isinstance(item, Audio):
-                    yield item.data
+                    yield item.data if framing is None else framing.chunk(item.data)
                     backlog.take(item.seconds)  # the connection took it
                     item = await run.next()
+                if framing is not None:
+                    yield framing.end(item)
             except (RunFailed, RunStalled) as exc:
                 ended.append(Outcome.cut)
                 raise StreamAborted(f"{exc} mid-stream") from None
@@ -212,11 +268,11 @@ class AudioStreamer:
             rid,
             read_timeout_s=self.settings.read_timeout_s,
             on_close=close,
-            media_type=content_type(req.format, req.output_rate),
+            media_type=content_type(speech.format, speech.rate) if framing is None else framing.media_type,
             headers={
-                **{_header(key): value for key, value in synthesis.info.items()},
-                "X-Sample-Rate": str(req.output_rate),
-                "X-Audio-Format": req.format.value,
+                **{_header(key): value for key, value in speech.synthesis.info.items()},
+                "X-Sample-Rate": str(speech.rate),
+                "X-Audio-Format": speech.format.value,
                 "Cache-Control": "no-store",
                 REQUEST_ID_HEADER: rid,
             },
@@ -235,13 +291,3 @@ def _ending(ended: list[Outcome], error: BaseException | None) -> Outcome:
     if isinstance(error, StreamAborted):
         return Outcome.cut  # the client took no audio for read_timeout_s
     return Outcome.client_gone  # the connection closed under us
-
-
-def _validate(
-    body: bytes, request_model: type[StreamRequest], prepare: Callable[[Any], Synthesis]
-) -> tuple[StreamRequest, Synthesis]:
-    req = parse_request(body, request_model)
-    try:
-        return req, prepare(req)
-    except FieldError as exc:
-        raise field_error(exc.field, exc.message) from None

@@ -336,6 +336,7 @@ class Run:
         rate = self._synthesis.model_rate
         chunks = self._synthesis.chunks(self._cancel)
         made = 0
+        unsent_s = 0.0  # audio a compressed encoder holds until its frame fills
         with contextlib.closing(chunks):  # frees model state at once on cancel
             while not self._cancel.is_set():
                 self._in_model_since = since = time.monotonic()
@@ -349,9 +350,11 @@ class Run:
                 self._audio_s += seconds
                 self._core.metrics.audio(self._transport, seconds)
                 data = self._encoder.encode(chunk)
+                unsent_s += seconds
                 if data:
-                    self._backlog.add(seconds)
-                    self._put(Audio(data, seconds))
+                    self._backlog.add(unsent_s)
+                    self._put(Audio(data, unsent_s))
+                    unsent_s = 0.0
                 if not self._backlog.wait_for_room(self._cancel):
                     break
         return made

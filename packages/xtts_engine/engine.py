@@ -152,7 +152,7 @@ class XttsEngine:
                     speaker["gpt_cond_latent"].to(self.device),
                     speaker["speaker_embedding"].to(self.device),
                 )
-            for wav in sorted((self._data_dir / "speakers").glob("*.wav")):
+            for wav in sorted((self.settings.speakers_dir or self._data_dir / "speakers").glob("*.wav")):
                 samples, rate = soundfile.read(wav, dtype="float32", always_2d=True)
                 self.voices[wav.stem] = self.latents(to_mono(samples, rate, XTTS_REFERENCE_RATE))
         if not self.voices:

@@ -30,12 +30,16 @@ class XttsSettings(Settings):
     voice_ttl_s: float = Field(3600.0, gt=0)
     # A local checkpoint directory, used instead of Truss's weights cache.
     model_dir: Path | None = None
+    # Reference clips cloned at load, a voice per WAV named by its file
+    # (None: the Truss's data/speakers).
+    speakers_dir: Path | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
         "deepspeed": "XTTS_DEEPSPEED",
         "half": "XTTS_HALF",
         "stream_decoder": "XTTS_STREAM_DECODER",
         "model_dir": "XTTS_MODEL_DIR",
+        "speakers_dir": "XTTS_SPEAKERS_DIR",
         "voice_scope": "XTTS_VOICE_SCOPE",
         "max_voices_per_caller": "XTTS_MAX_VOICES_PER_CALLER",
         "voice_ttl_s": "XTTS_VOICE_TTL_S",

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from piper_engine.engine import PiperEngine, PiperOptions
 from tts_common.contract import StreamRequest
 from tts_common.engine import plan
-from tts_common.streaming import AudioStreamer
+from tts_common.streaming import AudioStreamer, contract_speech
 from tts_common.synthesis import Synthesis
 from tts_common.truss_context import TrussContext
 
@@ -34,4 +34,4 @@ class Model:
         return self._streamer.core.healthy()
 
     async def predict(self, request: Request) -> Response:
-        return await self._streamer.respond(request, PiperRequest, self.prepare)
+        return await self._streamer.respond(request, contract_speech(PiperRequest, self.prepare))

@@ -128,7 +128,7 @@ BAD_INPUTS = [
     ({"text": 12}, 422, "text"),
     ({"text": "Hi", "voice": "nobody"}, 422, "voice"),
     ({"text": "Hi", "language": "fr"}, 422, "language"),
-    ({"text": "Hi", "format": "mp3"}, 422, "format"),
+    ({"text": "Hi", "format": "ogg"}, 422, "format"),
     ({"text": "Hi", "sample_rate": 11025}, 422, "sample_rate"),
     ({"text": "Hi", "sample_rate": "24000"}, 422, "sample_rate"),
     ({"text": "Hi", "vocie": "joe"}, 422, "vocie"),

@@ -33,3 +33,38 @@ def wav_b64(samples: np.ndarray, rate: int) -> str:
         w.setframerate(rate)
         w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def ffprobe(data: bytes) -> dict[str, str]:
+    """What ffprobe reads of a stream's bytes: codec_name and sample_rate."""
+    import subprocess
+
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate",
+            "-of",
+            "default=nw=1",
+            "-",
+        ],
+        input=data,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return dict(line.split("=", 1) for line in out.split())
+
+
+def decode(data: bytes, rate: int) -> np.ndarray:
+    """A compressed stream decoded by ffmpeg to mono float samples at `rate`."""
+    import subprocess
+
+    pcm = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", "-", "-f", "s16le", "-ac", "1", "-ar", str(rate), "-"],
+        input=data,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return pcm16(pcm)

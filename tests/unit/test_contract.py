@@ -61,7 +61,7 @@ def test_mulaw_defaults_to_8k():
         ({"text": 42}, 422, "text"),
         ({"text": ["a"]}, 422, "text"),
         ({"text": "Hi", "vocie": "joe"}, 422, "vocie"),
-        ({"text": "Hi", "format": "mp3"}, 422, "format"),
+        ({"text": "Hi", "format": "ogg"}, 422, "format"),
         ({"text": "Hi", "sample_rate": 12345}, 422, "sample_rate"),
         ({"text": "Hi", "sample_rate": "24000"}, 422, "sample_rate"),
         ({"text": "Hi", "sample_rate": True}, 422, "sample_rate"),

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from tts_common.contract import FieldError, StreamRequest
 from tts_common.engine import plan
 from tts_common.reference_audio import decode_reference_wav
-from tts_common.streaming import AudioStreamer
+from tts_common.streaming import AudioStreamer, contract_speech
 from tts_common.synthesis import Synthesis
 from tts_common.truss_context import TrussContext
 from xtts_engine.engine import XTTS_REFERENCE_RATE, Sampling, XttsEngine
@@ -51,4 +51,4 @@ class Model:
         return self._streamer.core.healthy()
 
     async def predict(self, request: Request) -> Response:
-        return await self._streamer.respond(request, XttsRequest, self.prepare)
+        return await self._streamer.respond(request, contract_speech(XttsRequest, self.prepare))

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tts_common.contract import StreamRequest
-from tts_common.streaming import AudioStreamer
+from tts_common.streaming import AudioStreamer, contract_speech
 from tts_common.synthesis import Synthesis
 from tts_common.truss_context import TrussContext
 
@@ -89,6 +89,7 @@ class Model:
             return ((np.clip(c, -1, 1) * 32767).astype("<i2").tobytes() for c in self._chunks(req, never))
         return await self._streamer.respond(
             request,
-            FaultRequest,
-            lambda req: Synthesis(RATE, lambda cancel: self._chunks(req, cancel)),
+            contract_speech(
+                FaultRequest, lambda req: Synthesis(RATE, lambda cancel: self._chunks(req, cancel))
+            ),
         )
