@@ -4,6 +4,7 @@
     python client/call.py "Some text"                 # play through ffplay as it arrives
     python client/call.py "Some text" --out hi.wav    # write a WAV file
     python client/call.py "Some text" --raw | aplay -f S16_LE -r 24000 -c 1
+    python client/call.py "Some text" --format opus --out hi.ogg   # compressed: Opus, MP3, FLAC, AAC
     python client/call.py "Some text" --model-id abcd1234   # Baseten (BASETEN_API_KEY)
     python client/call.py --url ws://127.0.0.1:8080         # a *-realtime Truss: text from
                                                             # stdin, spoken line by line as typed
@@ -37,6 +38,9 @@ import requests
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 PREDICT_PATH = "/v1/models/model:predict"
+
+# Compressed formats the Trusses stream (--format): saved, piped and played as sent.
+COMPRESSED = ("opus", "mp3", "flac", "aac")
 
 # Exit codes, one per failure a caller may want to tell apart.
 EXIT_UNREACHABLE, EXIT_HTTP, EXIT_NO_PLAYER, EXIT_CUT_SHORT = 2, 3, 4, 5
@@ -111,7 +115,7 @@ def open_stream(url: str, body: dict[str, Any], api_key: str | None, timeout: fl
     return response
 
 
-def start_player(sample_rate: int) -> subprocess.Popen[bytes]:
+def start_player(sample_rate: int, compressed: bool = False) -> subprocess.Popen[bytes]:
     ffplay = shutil.which("ffplay")
     if ffplay is None:
         raise ClientError(
@@ -130,12 +134,8 @@ def start_player(sample_rate: int) -> subprocess.Popen[bytes]:
             "error",
             "-nodisp",
             "-autoexit",
-            "-f",
-            "s16le",
-            "-ar",
-            str(sample_rate),
-            "-ch_layout",
-            "mono",
+            # raw PCM says nothing of itself; a compressed stream does
+            *([] if compressed else ["-f", "s16le", "-ar", str(sample_rate), "-ch_layout", "mono"]),
             "-i",
             "-",
         ],
@@ -165,7 +165,8 @@ def player_failed(player: subprocess.Popen[bytes]) -> ClientError:
 
 class Output:
     """Where the audio goes as it arrives: ffplay, a WAV file (written aside and
-    renamed only once complete, so no silently short file is left), raw stdout."""
+    renamed only once complete, so no silently short file is left), raw stdout.
+    A compressed format is kept as it came: --out gets the stream's own file."""
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -173,9 +174,11 @@ class Output:
         self.first_byte: float | None = None
         self.started = time.perf_counter()
         self.rate = args.sample_rate
-        self.player = start_player(args.sample_rate) if args.play else None
+        self.compressed = args.format in COMPRESSED
+        self.player = start_player(args.sample_rate, self.compressed) if args.play else None
         self.wav_tmp: str | None = None
         self.wav_file: wave.Wave_write | None = None
+        self.file: Any = None  # a compressed stream's --out, written aside as the WAV is
         self.leftover = b""
         if args.out:
             fd, self.wav_tmp = tempfile.mkstemp(suffix=".wav", dir=os.path.dirname(os.path.abspath(args.out)))
@@ -183,7 +186,9 @@ class Output:
 
     def open(self, rate: int) -> None:
         self.rate = rate
-        if self.wav_tmp and self.wav_file is None:
+        if self.wav_tmp and self.compressed:
+            self.file = open(self.wav_tmp, "wb")  # noqa: SIM115  (closed in finish or close)
+        elif self.wav_tmp and self.wav_file is None:
             self.wav_file = wave.open(self.wav_tmp, "wb")
             self.wav_file.setnchannels(1)
             self.wav_file.setsampwidth(2)
@@ -204,7 +209,9 @@ class Output:
         if self.args.raw:
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
-        if self.wav_file is not None:
+        if self.file is not None:
+            self.file.write(chunk)
+        elif self.wav_file is not None:
             data = self.leftover + chunk
             usable = len(data) - len(data) % 2  # a sample may straddle two reads
             self.wav_file.writeframes(data[:usable])
@@ -214,9 +221,11 @@ class Output:
         """The audio is complete: keep the WAV file."""
         if self.leftover:
             raise ClientError("stream ended inside a 16-bit sample", EXIT_CUT_SHORT)
-        if self.wav_file is not None:
-            self.wav_file.close()
-            self.wav_file = None
+        if self.wav_file is not None or self.file is not None:
+            for done in (self.wav_file, self.file):
+                if done is not None:
+                    done.close()
+            self.wav_file = self.file = None
             assert self.wav_tmp is not None
             umask = os.umask(0)
             os.umask(umask)
@@ -225,8 +234,9 @@ class Output:
             self.wav_tmp = None
 
     def close(self) -> None:
-        if self.wav_file is not None:
-            self.wav_file.close()
+        for unfinished in (self.wav_file, self.file):
+            if unfinished is not None:
+                unfinished.close()
         if self.wav_tmp and os.path.exists(self.wav_tmp):
             os.unlink(self.wav_tmp)  # never leave a silently short file behind
         player = self.player
@@ -244,11 +254,11 @@ class Output:
 
     def report(self) -> None:
         total = time.perf_counter() - self.started
-        seconds = self.received / 2 / self.rate
+        audio = f"{self.received} bytes" if self.compressed else f"{self.received / 2 / self.rate:.2f} s"
         ttfb = f"{self.first_byte * 1000:.0f} ms" if self.first_byte is not None else "n/a"
         print(
             f"first audio byte: {ttfb}  total: {total * 1000:.0f} ms  "
-            f"audio: {seconds:.2f} s" + (f"  saved: {self.args.out}" if self.args.out else ""),
+            f"audio: {audio}" + (f"  saved: {self.args.out}" if self.args.out else ""),
             file=sys.stderr,
         )
 
@@ -291,7 +301,7 @@ def stream(args: argparse.Namespace) -> int:
     if args.text is None:
         raise ClientError("give the text to say (text from stdin needs a ws:// or wss:// URL)", EXIT_HTTP)
     url = predict_url(args.url, args.model_id)
-    body: dict[str, Any] = {"text": args.text, "format": "pcm", "sample_rate": args.sample_rate}
+    body: dict[str, Any] = {"text": args.text, "format": args.format, "sample_rate": args.sample_rate}
     body.update(model_fields(args))
     api_key = api_key_for(url, args)
     with delivered(args) as output, open_stream(url, body, api_key, args.timeout) as response:
@@ -371,8 +381,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="extra model field, value parsed as JSON if it can be",
     )
-    parser.add_argument("--out", help="write a WAV file")
-    parser.add_argument("--raw", action="store_true", help="write raw s16le PCM to stdout")
+    parser.add_argument(
+        "--format",
+        choices=["pcm", *COMPRESSED],
+        default="pcm",
+        help="what the server streams (HTTP only): raw PCM, or a compressed stream kept as sent",
+    )
+    parser.add_argument(
+        "--out", help="write a WAV file (with --format opus and the like: that stream's file)"
+    )
+    parser.add_argument(
+        "--raw", action="store_true", help="write the stream to stdout (raw s16le PCM by default)"
+    )
     parser.add_argument(
         "--play",
         action="store_true",
@@ -390,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.out and not args.raw:
         args.play = True
+    if args.format != "pcm" and (args.realtime or (args.url or "").startswith(("ws://", "wss://"))):
+        parser.error("--format: the realtime protocol streams PCM only")
     try:
         if args.realtime or (args.url or "").startswith(("ws://", "wss://")):
             return stream_realtime(args)

@@ -57,6 +57,28 @@ async def test_synthesize_frames_carry_the_declared_format(piper, http_session, 
     assert 2.0 < result.duration < 10.0  # two sentences of speech, not noise or silence
 
 
+@pytest.mark.parametrize(("fmt", "rate"), [("opus", 24000), ("mp3", 16000)])
+async def test_a_compressed_stream_is_decoded_to_frames(piper, http_session, fmt, rate):
+    tts = custom_tts.TTS(
+        api_url=piper.base_url,
+        options=custom_tts.TTSOptions(sample_rate=rate, audio_format=fmt),
+        http_session=http_session,
+    )
+    result = await collect(tts.synthesize(TEXT, conn_options=FAST))
+    assert result.error is None
+    assert {(ev.frame.sample_rate, ev.frame.num_channels) for ev in result.events} == {(rate, 1)}
+    expected = await direct_pcm(http_session, piper.predict_url, TEXT, rate)
+    # the codec's frame and an MP3 decoder's start delay on top of piper's noise
+    assert_close_length(len(result.pcm), len(expected), tolerance=0.25)
+
+
+def test_a_compressed_format_is_http_only():
+    with pytest.raises(ValueError, match="audio_format"):
+        custom_tts.TTS(api_url="ws://127.0.0.1:1", options=custom_tts.TTSOptions(audio_format="opus"))
+    with pytest.raises(ValueError, match="audio_format"):
+        custom_tts.TTSOptions(audio_format="ogg")  # type: ignore[arg-type]
+
+
 async def test_emitted_audio_equals_the_bytes_piper_sent(piper, fault_server, http_session):
     fault_server.upstream = piper.predict_url
     tts = custom_tts.TTS(api_url=f"{fault_server.url}/proxy", http_session=http_session)

@@ -8,7 +8,7 @@ import threading
 import wave
 
 import pytest
-from audio_checks import assert_speech_like, pcm16
+from audio_checks import assert_speech_like, decode, ffprobe, pcm16
 from conftest import REPO, free_port
 
 CALL = [sys.executable, str(REPO / "client" / "call.py")]
@@ -44,6 +44,16 @@ def test_out_writes_a_playable_wav(piper, tmp_path):
         text=True,
     )
     assert probe.stdout.strip() == "pcm_s16le,16000"
+
+
+@pytest.mark.parametrize(("fmt", "codec"), [("opus", "opus"), ("mp3", "mp3")])
+def test_a_compressed_format_is_saved_as_streamed(piper, tmp_path, fmt, codec):
+    out = tmp_path / f"hello.{fmt}"
+    text = "Hello from the client test, one two three."
+    result = run(text, "--url", piper.base_url, "--format", fmt, "--out", str(out))
+    assert result.returncode == 0, result.stderr.decode()
+    assert ffprobe(out.read_bytes())["codec_name"] == codec
+    assert_speech_like(decode(out.read_bytes(), 24000), 24000, words=len(text.split()))
 
 
 def test_raw_writes_pcm_to_stdout(piper):

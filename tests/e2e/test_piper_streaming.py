@@ -7,7 +7,7 @@ import wave
 import numpy as np
 import pytest
 import requests
-from audio_checks import assert_speech_like, pcm16
+from audio_checks import assert_speech_like, decode, ffprobe, pcm16
 
 from tts_common.audio import mulaw_to_pcm16
 
@@ -49,6 +49,25 @@ def test_wav_streams_a_header_then_pcm(piper):
     frames = reader.readframes(10**9)
     assert len(frames) == len(r.content) - 44
     assert_speech_like(pcm16(frames), 16000, words=len(SENTENCE.split()))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codec", "content_type", "rate"),
+    [("opus", "opus", "audio/ogg; codecs=opus", 16000), ("mp3", "mp3", "audio/mpeg", 22050)],
+)
+def test_compressed_formats_stream_and_decode(piper, fmt, codec, content_type, rate):
+    with requests.post(
+        piper.predict_url,
+        json={"text": SENTENCE, "format": fmt, "sample_rate": rate},
+        stream=True,
+        timeout=120,
+    ) as r:
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == content_type and r.headers["x-audio-format"] == fmt
+        pieces = list(r.iter_content(chunk_size=None))
+    body = b"".join(pieces)
+    assert len(pieces) > 1 and ffprobe(body)["codec_name"] == codec
+    assert_speech_like(decode(body, rate), rate, words=len(SENTENCE.split()))
 
 
 def test_mulaw_is_8k_g711(piper):

@@ -38,7 +38,7 @@ from livekit.agents import (
 
 from .errors import final
 from .log import logger, unit_started
-from .models import TTSOptions
+from .models import AUDIO_FORMATS, TTSOptions
 from .websocket import FLUSH, WEBSOCKET_PATH, SocketPool, Turn
 
 PREDICT_PATH = "/v1/models/model:predict"
@@ -116,6 +116,8 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
         websocket = urlsplit(api_url).scheme in ("ws", "wss")
         if word_timestamps and not websocket:
             raise ValueError("word_timestamps needs a ws:// or wss:// api_url (the HTTP contract has none)")
+        if opts.audio_format != "pcm" and websocket:
+            raise ValueError("audio_format: the WebSocket protocol streams PCM only")
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=word_timestamps),
             sample_rate=opts.sample_rate,
@@ -264,7 +266,7 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
                 try:
                     if resp.status != 200:
                         raise await _status_error(resp)
-                    _check_audio_response(resp, opts.sample_rate)
+                    _check_audio_response(resp, opts)
                     async for chunk in resp.content.iter_any():
                         received += len(chunk)
                         yield chunk
@@ -274,7 +276,7 @@ class TTS(tts.TTS[NoReturn]):  # emits no events beyond the base class's
                         # Drop the connection, not just release it: the server stops
                         # generating as soon as it sees the client gone (barge-in).
                         resp.close()
-            if received % 2:
+            if received % 2 and opts.audio_format == "pcm":
                 raise APIError(
                     f"audio ended inside a 16-bit sample after {received} bytes",
                     retryable=False,
@@ -328,11 +330,14 @@ async def _status_error(resp: aiohttp.ClientResponse) -> APIStatusError:
     )
 
 
-def _check_audio_response(resp: aiohttp.ClientResponse, sample_rate: int) -> None:
-    """A 200 that is not our PCM at our rate would be played as noise: refuse it."""
-    if resp.content_type not in ("audio/pcm", "application/octet-stream"):
+def _check_audio_response(resp: aiohttp.ClientResponse, opts: TTSOptions) -> None:
+    """A 200 that is not the audio asked for, at our rate, would be played as noise: refuse it."""
+    sample_rate = opts.sample_rate
+    expected = AUDIO_FORMATS[opts.audio_format]
+    accepted = (expected, "application/octet-stream") if opts.audio_format == "pcm" else (expected,)
+    if resp.content_type not in accepted:
         raise APIError(
-            f"expected audio/pcm from the TTS server, got {resp.content_type!r}; "
+            f"expected {expected} from the TTS server, got {resp.content_type!r}; "
             "is api_url a streaming TTS predict URL?",
             retryable=False,
         )
@@ -358,7 +363,7 @@ def _initialize(output_emitter: tts.AudioEmitter, opts: TTSOptions, stream: bool
         request_id=utils.shortuuid(),
         sample_rate=opts.sample_rate,
         num_channels=NUM_CHANNELS,
-        mime_type="audio/pcm",
+        mime_type=AUDIO_FORMATS[opts.audio_format],
         stream=stream,
     )
 
