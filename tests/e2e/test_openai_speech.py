@@ -36,6 +36,12 @@ def piper_openai_key(serve):
 
 
 @pytest.fixture(scope="module")
+def piper_openai_one_slot(serve):
+    env = {"TTS_MAX_STREAMS": "1", "TTS_QUEUE_TIMEOUT_S": "0.5", "TTS_MAX_BODY_BYTES": "100000"}
+    return serve("piper-openai", extra_env=env, name="piper-openai-one-slot")
+
+
+@pytest.fixture(scope="module")
 def xtts_openai(serve, xtts_checkpoint):
     return serve(
         "xtts-openai",
@@ -149,6 +155,25 @@ def test_bad_requests_get_openai_errors_naming_the_param(piper_openai, args, sta
 def test_malformed_json_is_an_openai_400(piper_openai):
     r = requests.post(f"{piper_openai.base_url}/v1/audio/speech", data=b"{nope", timeout=10)
     assert r.status_code == 400 and r.json()["error"]["param"] == "body"
+
+
+def test_a_busy_replica_and_a_big_body_get_openai_errors(piper_openai_one_slot):
+    """Bounds: TTS_MAX_STREAMS with TTS_QUEUE_TIMEOUT_S (503, Retry-After), TTS_MAX_BODY_BYTES (413)."""
+    server = piper_openai_one_slot
+    long_text = " ".join([SENTENCE] * 20)
+    with requests.post(
+        f"{server.base_url}/v1/audio/speech",
+        json={"model": "tts-1", "input": long_text, "response_format": "pcm"},
+        stream=True,
+        timeout=60,
+    ) as holding:  # holds the one slot while it is not read
+        assert holding.status_code == 200
+        with pytest.raises(openai.InternalServerError) as caught:
+            client(server).audio.speech.create(model="tts-1", voice="alloy", input="Hi.")
+    assert caught.value.status_code == 503 and caught.value.response.headers["retry-after"] == "1"
+    assert caught.value.body["type"] == "server_error" and caught.value.body["code"] == "overloaded"
+    r = requests.post(f"{server.base_url}/v1/audio/speech", data=b"x" * 100_001, timeout=10)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
 
 
 def test_the_api_key_is_checked_as_bearer(piper_openai_key):
