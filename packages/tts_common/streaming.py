@@ -1,6 +1,9 @@
 """The HTTP transport: one POST in, one stream of encoded audio out.
 
-It only translates: a request is checked (API key, body size, schema, the
+It serves a surface: our own contract (`contract_speech`) or another one over
+the same path (OpenAI's speech API: `openai_speech.py`), which brings its own
+request type, refusals (`replies.Replies`) and body framing (SSE). It only
+translates: a request is checked (API key, body size, schema, the
 engine's own checks) and answered 4xx before any audio; then the serving core
 (`synthesis.py`) admits it and runs it, and this module turns the run's audio
 into the body of a StreamingResponse, and the run's failures into HTTP. The

@@ -116,7 +116,8 @@ class TrussRealtimeTTSService(InterruptibleTTSService):
     async def _connect(self) -> None:
         await super()._connect()
         await self._connect_websocket()
-        if self._websocket is not None and not self._receive_task:
+        # A receive task that ended with the last socket (the server closed it) is replaced.
+        if self._websocket is not None and (self._receive_task is None or self._receive_task.done()):
             self._receive_task = self.create_task(self._receive_task_handler(self._report_error))
         self._create_keepalive_task(KEEPALIVE_S)
 
@@ -195,6 +196,9 @@ class TrussRealtimeTTSService(InterruptibleTTSService):
             await self.append_to_audio_context(context_id, TTSStoppedFrame(context_id=context_id))
             await self.remove_audio_context(context_id)
             self._turn_offset_s = 0.0
+        elif kind == "error" and context_id is None:
+            # Between turns: a session the server closed as idle; the next turn reconnects.
+            logger.info(f"{self}: the TTS server says: {event.get('message')}")
         elif kind == "error":
             logger.warning(f"{self}: the TTS server says: {event.get('message')}")
             await self.push_error(error_msg=f"TTS server error: {event.get('message')}")

@@ -15,26 +15,28 @@ sys.path.insert(0, str(REPO))  # local_truss.process: standard library only
 from local_truss.process import ServedTruss  # noqa: E402
 
 
-def _serve(truss: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[ServedTruss]:
-    server = ServedTruss(truss, log_path=log_dir / "server.log", extra_env=extra_env)
-    try:
-        server.start()
-    except (RuntimeError, TimeoutError) as e:
-        pytest.fail(str(e))
-    try:
+@pytest.fixture(scope="session")
+def piper_realtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
+    with ServedTruss(
+        "piper-realtime", log_path=tmp_path_factory.mktemp("piper-realtime") / "server.log"
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
-def piper_realtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
-    yield from _serve("piper-realtime", tmp_path_factory.mktemp("piper-realtime"))
+def piper_realtime_quick_idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
+    """piper-realtime closing a session idle for 2 s: under the service's 15 s keepalive."""
+    log = tmp_path_factory.mktemp("piper-realtime-idle") / "server.log"
+    with ServedTruss("piper-realtime", log_path=log, extra_env={"TTS_WS_IDLE_TIMEOUT_S": "2"}) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def piper_openai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
-    yield from _serve("piper-openai", tmp_path_factory.mktemp("piper-openai"))
+    with ServedTruss(
+        "piper-openai", log_path=tmp_path_factory.mktemp("piper-openai") / "server.log"
+    ) as server:
+        yield server
 
 
 def ws_url(server: ServedTruss) -> str:

@@ -110,3 +110,12 @@ async def test_an_interruption_stops_the_servers_synthesis_and_the_next_turn_spe
     assert isinstance(
         [f for f in down if isinstance(f, TTSStartedFrame | TTSStoppedFrame)][-1], TTSStoppedFrame
     )
+
+
+async def test_a_session_the_server_closed_reconnects_for_the_next_turn(piper_realtime_quick_idle):
+    """The server closes the idle session (after 2 s here); the next turn speaks in full."""
+    tts = service(piper_realtime_quick_idle)
+    frames = [SleepFrame(4.0), *llm_turn(TEXT), SleepFrame(4.0)]
+    down, _ = await run_test(tts, frames_to_send=frames)
+    assert spoken_words(down) == TEXT.split()
+    assert 2.5 < audio_seconds(down) < 8.0

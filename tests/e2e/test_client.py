@@ -29,21 +29,7 @@ def test_out_writes_a_playable_wav(piper, tmp_path):
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)
         samples = pcm16(w.readframes(w.getnframes()))
     assert_speech_like(samples, 16000, words=len(text.split()))
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,sample_rate",
-            "-of",
-            "csv=p=0",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert probe.stdout.strip() == "pcm_s16le,16000"
+    assert ffprobe(out.read_bytes()) == {"codec_name": "pcm_s16le", "sample_rate": "16000"}
 
 
 @pytest.mark.parametrize(("fmt", "codec"), [("opus", "opus"), ("mp3", "mp3")])

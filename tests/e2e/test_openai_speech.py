@@ -87,7 +87,7 @@ def test_every_response_format_decodes_with_ffmpeg(piper_openai, fmt):
     assert len(pieces) > 1  # streamed as made, not sent whole
 
 
-@pytest.mark.parametrize("fmt", ["pcm", "mp3", "opus"])
+@pytest.mark.parametrize("fmt", ["pcm", *sorted(FORMATS)])
 def test_sse_wraps_the_same_audio_in_delta_events_then_done(piper_openai, fmt):
     body, headers, _ = speak(piper_openai, response_format=fmt, stream_format="sse", model="gpt-4o-mini-tts")
     assert headers["content-type"].startswith("text/event-stream")
