@@ -15,28 +15,26 @@ sys.path.insert(0, str(REPO))  # local_truss.process: standard library only
 from local_truss.process import ServedTruss  # noqa: E402
 
 
+def _served(truss: str, logs: Path, **env: str) -> Iterator[ServedTruss]:
+    with ServedTruss(truss, log_path=logs / "server.log", extra_env=env) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def piper_realtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
-    with ServedTruss(
-        "piper-realtime", log_path=tmp_path_factory.mktemp("piper-realtime") / "server.log"
-    ) as server:
-        yield server
+    yield from _served("piper-realtime", tmp_path_factory.mktemp("piper-realtime"))
 
 
 @pytest.fixture(scope="session")
 def piper_realtime_quick_idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
     """piper-realtime closing a session idle for 2 s: under the service's 15 s keepalive."""
-    log = tmp_path_factory.mktemp("piper-realtime-idle") / "server.log"
-    with ServedTruss("piper-realtime", log_path=log, extra_env={"TTS_WS_IDLE_TIMEOUT_S": "2"}) as server:
-        yield server
+    logs = tmp_path_factory.mktemp("piper-realtime-idle")
+    yield from _served("piper-realtime", logs, TTS_WS_IDLE_TIMEOUT_S="2")
 
 
 @pytest.fixture(scope="session")
 def piper_openai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTruss]:
-    with ServedTruss(
-        "piper-openai", log_path=tmp_path_factory.mktemp("piper-openai") / "server.log"
-    ) as server:
-        yield server
+    yield from _served("piper-openai", tmp_path_factory.mktemp("piper-openai"))
 
 
 def ws_url(server: ServedTruss) -> str:
