@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -51,9 +50,9 @@ def app(speech: OpenAISpeech, load: Callable[[], None]) -> Starlette:
         try:
             load()
         except BaseException:
-            logger.exception("loading the model failed: stopping")
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
+            logger.exception("loading the model failed: exiting")
+            logging.shutdown()
+            os._exit(1)  # the process's end is the signal: supervisord stops the container
         loaded.set()
         logger.info("model loaded: ready")
 

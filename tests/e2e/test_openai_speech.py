@@ -216,3 +216,24 @@ def test_xtts_speaks_built_in_and_cloned_voices(xtts_openai):
     with pytest.raises(openai.BadRequestError) as caught:
         speak(xtts_openai, voice="joe", extra_body={"language": "tlh"})
     assert caught.value.body["param"] == "language"
+
+
+def test_a_model_that_fails_to_load_ends_the_server(tmp_path):
+    """The model loads after the server starts; when loading fails the process exits 1
+    (under docker_server, supervisord then stops the container), never a server that
+    stays up unready."""
+    from local_truss.process import free_port
+    from local_truss.server import LocalTrussServer
+
+    server = LocalTrussServer(
+        REPO / "xtts-openai",
+        port=free_port(),
+        extra_env={"XTTS_MODEL_DIR": str(tmp_path)},  # no checkpoint there
+        log_path=tmp_path / "server.log",
+    )
+    try:
+        with pytest.raises(RuntimeError, match="exited with 1"):
+            server.start().wait_ready(300)
+    finally:
+        server.stop()
+    assert "loading the model failed" in (tmp_path / "server.log").read_text()
