@@ -15,8 +15,17 @@ import yaml
 from conftest import REPO
 
 DEPLOY = REPO / "deploy" / "kubernetes"
-TRUSSES = ["piper-streaming", "xtts-streaming", "parler-batch", "piper-realtime", "xtts-realtime"]
+TRUSSES = [
+    "piper-streaming",
+    "xtts-streaming",
+    "parler-batch",
+    "piper-realtime",
+    "xtts-realtime",
+    "piper-openai",
+    "xtts-openai",
+]
 REALTIME = {"piper-realtime", "xtts-realtime"}
+OPENAI = {"piper-openai", "xtts-openai"}  # docker_server Trusses: OpenAI's speech API (docs/openai.md)
 CLIENT_LABEL = {"tts-stack/client": "true"}  # the label contract: pods that may call a model
 READY_PATH = "/v1/models/model"
 PORT = 8080  # truss's server in the image
@@ -196,7 +205,10 @@ def test_the_ingress_bounds_bodies_as_the_truss_does_and_routes_predict_only(nam
     assert re.fullmatch(r"\d+m", limit) and int(limit[:-1]) * 2**20 == serving.max_body_bytes
     assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
     assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # audio streams as made
-    assert routes(name) == ["/v1/models/model:predict"]
+    if name in OPENAI:  # the OpenAI SDK's routes under https://<host>/v1
+        assert routes(name) == ["/v1/audio/speech", "/v1/audio/voices", "/v1/models"]
+    else:
+        assert routes(name) == ["/v1/models/model:predict"]
 
 
 @pytest.mark.parametrize("name", sorted(REALTIME))
