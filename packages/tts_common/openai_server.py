@@ -33,7 +33,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .connection import request_id
-from .openai_speech import OpenAIReplies, OpenAISpeech
+from .openai_speech import REPLIES, OpenAISpeech
 from .settings import ServerSettings, truss_secrets
 from .truss_context import TrussContext
 
@@ -73,7 +73,7 @@ def app(speech: OpenAISpeech, load: Callable[[], None]) -> Starlette:
 
     async def synthesize(request: Request) -> Response:
         if not loaded.is_set():
-            return OpenAIReplies().busy("the model is still loading", request_id(request))
+            return REPLIES.busy("the model is still loading", request_id(request))
         return await speech.speech(request)
 
     async def metrics(request: Request) -> Response:

@@ -167,6 +167,9 @@ class OpenAIReplies(replies.Replies):
         return openai_error(500, message, rid, kind="server_error")
 
 
+REPLIES = OpenAIReplies()
+
+
 class OpenAISpeech:
     """OpenAI's speech surface for one engine. `model_id`: this deployment's own
     model name (also answered to OpenAI's TTS names); `options(speed)`: the
@@ -189,7 +192,7 @@ class OpenAISpeech:
         self._voice_map = dict(voice_map or {})
         self._created = int(time.time()) if created is None else created
         self.core = core
-        self._streamer = AudioStreamer(core, key, OpenAIReplies(), Transport.openai)
+        self._streamer = AudioStreamer(core, key, REPLIES, Transport.openai)
 
     @property
     def model_ids(self) -> list[str]:
@@ -221,12 +224,11 @@ class OpenAISpeech:
         raise RequestError(404, [{"field": "model", "message": message}])
 
     def _voice(self, name: str | None) -> str | None:
-        """A voice of ours (None: the engine's default) for a request's voice."""
-        if name is None or name in self._engine.voice_names():
-            return name
-        if name.lower() in OPENAI_VOICES:
+        """A voice for the engine (None: its default): one of OpenAI's names that is
+        not a voice of ours becomes the voice it is mapped to; any other name goes
+        as it is, for the engine's own check (`plan`) to name the voices there are."""
+        if name is not None and name.lower() in OPENAI_VOICES and name not in self._engine.voice_names():
             return self._voice_map.get(name.lower())
-        self._engine.check_voice(name)  # FieldError naming the voices there are
         return name
 
     async def models(self, request: Request) -> Response:
@@ -237,7 +239,7 @@ class OpenAISpeech:
         try:
             self._check_model(model_id)
         except RequestError as exc:
-            return OpenAIReplies().request_error(exc, request_id(request))
+            return REPLIES.request_error(exc, request_id(request))
         return JSONResponse(self._model(model_id))
 
     def _model(self, model_id: str) -> dict[str, Any]:
@@ -246,12 +248,11 @@ class OpenAISpeech:
     async def voices(self, request: Request) -> Response:
         """Our voices, and OpenAI's names with the voice each speaks in."""
         ours = self._engine.voice_names()
-        aliases = {name: self._voice_map.get(name) for name in OPENAI_VOICES}
         return JSONResponse(
             {
                 "object": "list",
                 "data": [{"id": name, "object": "audio.voice", "name": name} for name in ours],
                 "voices": ours,  # Kokoro-FastAPI's shape, which several UIs read
-                "aliases": {name: voice or "default" for name, voice in aliases.items()},
+                "aliases": {name: self._voice_map.get(name) or "default" for name in OPENAI_VOICES},
             }
         )
