@@ -1,5 +1,6 @@
 """What streaming costs in CPU: piper-streaming's engine (one stream alone, its
-real schedule, CPU lanes and all) against piper synthesizing each sentence whole,
+real schedule, CPU lanes and all; and 4 and 8 streams at once on its 2 lanes,
+what a loaded replica spends) against piper synthesizing each sentence whole,
 in CPU seconds per audio second, and the CPU spent before the first audio against
 that of the whole first sentence (what piper's own HTTP server spends before it
 answers). CPU time of the whole process (every onnxruntime thread counts), in a
@@ -30,6 +31,9 @@ TEXTS = {
 }
 
 PAUSE_S = 0.3
+# concurrent streams, each started this long after the one before (a burst of turns)
+CONCURRENT = (4, 8)
+STAGGER_S = 0.05
 
 
 def measure(rounds: int) -> dict:
@@ -80,12 +84,32 @@ def measure(rounds: int) -> dict:
             samples += len(audio)
         return time.process_time() - start, first or 0.0, samples / rate
 
+    def run_concurrent(streams: int, text: str) -> tuple[float, float, float]:
+        """`streams` streams at once on the engine's 2 lanes, each read as fast as it
+        comes: the CPU of them all over all their audio (no first audio: NaN)."""
+        seconds: list[float] = []
+
+        def one(delay: float) -> None:
+            time.sleep(delay)
+            chunks = engine.stream(plan_segments(text, max_chars=400), 1.0)(threading.Event())
+            seconds.append(sum(len(audio) for audio in chunks) / rate)
+
+        workers = [threading.Thread(target=one, args=(i * STAGGER_S,)) for i in range(streams)]
+        start = time.process_time()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return time.process_time() - start, float("nan"), sum(seconds)
+
     results: dict[str, dict[str, list[float]]] = {}
     for _ in range(rounds + 1):  # the first round warms up and is dropped
         for name, text in TEXTS.items():
             variants = {key: (lambda s=s, t=text: run_whole(s, t)) for key, s in whole.items()}
             variants["streamed"] = lambda t=text: run_streamed(engine, t)
             variants["streamed, one thread"] = lambda t=text: run_streamed(one_thread, t)
+            for n in CONCURRENT:
+                variants[f"{n} streams at once"] = lambda t=text, n=n: run_concurrent(n, t)
             for key, call in variants.items():
                 # piper's session spins its idle threads (onnxruntime's default) for a
                 # while after each run: let them settle, or the next variant pays
@@ -93,14 +117,15 @@ def measure(rounds: int) -> dict:
                 cpu, first, audio = call()
                 cell = results.setdefault(f"{name}: {key}", {"cpu_per_audio_s": [], "first_cpu_ms": []})
                 cell["cpu_per_audio_s"].append(cpu / audio)
-                cell["first_cpu_ms"].append(first * 1000)
+                if first == first:  # not NaN
+                    cell["first_cpu_ms"].append(first * 1000)
     for cell in results.values():
         for key in list(cell):
             cell[key] = cell[key][1:]
     return {
         "rounds": rounds,
         "cells": {
-            name: {key: {"p50": statistics.median(v), "max": max(v)} for key, v in cell.items()}
+            name: {key: {"p50": statistics.median(v), "max": max(v)} for key, v in cell.items() if v}
             for name, cell in results.items()
         },
     }
@@ -122,14 +147,25 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name in TEXTS:
         base = cells[f"{name}: whole, 1 thread"]
-        for variant in ("whole, 1 thread", "whole, piper's session", "streamed", "streamed, one thread"):
+        for variant in (
+            "whole, 1 thread",
+            "whole, piper's session",
+            "streamed",
+            "streamed, one thread",
+            *(f"{n} streams at once" for n in CONCURRENT),
+        ):
             c = cells[f"{name}: {variant}"]
+            first = c.get("first_cpu_ms")
             print(
                 f"| {name} | {variant} "
                 f"| {c['cpu_per_audio_s']['p50']:.4f} / {c['cpu_per_audio_s']['max']:.4f} "
                 f"| {c['cpu_per_audio_s']['p50'] / base['cpu_per_audio_s']['p50']:.2f}x "
-                f"| {c['first_cpu_ms']['p50']:.1f} / {c['first_cpu_ms']['max']:.1f} "
-                f"| {c['first_cpu_ms']['p50'] / base['first_cpu_ms']['p50']:.2f}x |"
+                + (
+                    f"| {first['p50']:.1f} / {first['max']:.1f} "
+                    f"| {first['p50'] / base['first_cpu_ms']['p50']:.2f}x |"
+                    if first
+                    else "| | |"
+                )
             )
 
 

@@ -36,6 +36,8 @@ import onnx
 import onnxruntime
 from onnx.utils import Extractor
 
+from piper_engine.conv2d import as_2d
+
 logger = logging.getLogger(__name__)
 
 GRAPH_INPUTS = ["input", "input_lengths", "scales"]
@@ -109,6 +111,7 @@ class _Stage:
     masked: bool  # a flow stage: takes the frame mask beside its input
     ratio: int = 1  # target positions per source position
     context: int = 0  # source positions needed either side of a window
+    two_d: bool = False  # runs as 2-D convolutions (conv2d.py)
 
 
 @dataclass
@@ -238,7 +241,11 @@ class ChunkedVits:
                 for i, (source, target) in enumerate(zip(bounds, bounds[1:], strict=False)):
                     stage = _Stage(f"{part}.{i}", source, target, masked=part == "flow")
                     inputs = [source, cut.mask] if stage.masked else [source]
-                    graphs[stage.name] = extractor.extract_model(inputs, [target])
+                    graph = extractor.extract_model(inputs, [target])
+                    # the decoder's stages only: the flow's gain nothing from it
+                    planar = as_2d(graph) if part == "decoder" else None
+                    stage.two_d = planar is not None
+                    graphs[stage.name] = planar or graph
                     self.stages.append(stage)
         self._sessions = {
             (name, threads): onnxruntime.InferenceSession(

@@ -27,8 +27,10 @@ def schedules(report):
 def test_the_voice_graph_splits_at_its_decoder(report):
     assert report["streams"]
     for case in report["cases"]:
-        # prior, flow and decoder in one piece each are the shipped graph, exactly
-        assert case["split_equals_graph_max_err"] == 0.0, case["name"]
+        # prior, flow and decoder in one piece each are the shipped graph up to float
+        # rounding: the decoder's convolutions run 2-D (piper_engine/conv2d.py)
+        assert case["split_equals_graph_max_err"] < 1e-5, case["name"]
+        assert case["split_snr_db"] >= SNR_FLOOR_DB, case["name"]
         # a run on two threads (a stream alone) gives the same audio
         assert case["two_threads_max_err"] < 1e-4, case["name"]
 
@@ -56,6 +58,8 @@ def test_the_graph_is_cut_between_flow_layers_and_decoder_stages(report):
     assert names == [f"flow.{i}" for i in range(4)] + [f"decoder.{i}" for i in range(3)]
     ratios = [stage["ratio"] for stage in report["stages"]]
     assert ratios == [1, 1, 1, 1, 8, 8, 4]  # 256 samples a frame
+    # the decoder's stages run as 2-D convolutions (piper_engine/conv2d.py), the flow's not
+    assert [stage["two_d"] for stage in report["stages"]] == [False] * 4 + [True] * 3
 
 
 def test_contexts_cover_the_receptive_fields_of_real_values(report):

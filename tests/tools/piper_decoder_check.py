@@ -61,7 +61,9 @@ def main() -> None:
     )
     report = {
         "streams": vits.streams,
-        "stages": [{"name": s.name, "ratio": s.ratio, "context": s.context} for s in vits.stages],
+        "stages": [
+            {"name": s.name, "ratio": s.ratio, "context": s.context, "two_d": s.two_d} for s in vits.stages
+        ],
         "constants": {
             "first": FIRST_CHUNK_FRAMES,
             "later_first": LATER_FIRST_CHUNK_FRAMES,
@@ -110,6 +112,7 @@ def main() -> None:
             "one_shot_runs": {stage: list(runs) for stage, runs in spans.items()},
             "graph_length": len(graph),
             "split_equals_graph_max_err": float(np.max(np.abs(one_shot - graph))),
+            "split_snr_db": snr_db(graph, one_shot),
             # a stream alone runs on two threads: the same audio
             "two_threads_max_err": float(np.max(np.abs(chunked(ids, [(0, frames)], 2)[0] - graph))),
             "schedules": [],
