@@ -6,21 +6,27 @@ CPU time of the calling thread with one-thread ONNX sessions: far less sensitive
 than wall time to other work on a shared machine. Then the wall time of what a lone
 stream runs before its first audio: the prior and the engine's first chunk on two
 threads. Steps are interleaved, round by round, so every variant sees the same
-conditions.
+conditions. Last, the same sentence served by the real truss server: the client's
+time to the first body byte beside the server's own (`tts_time_to_first_audio_seconds`,
+from the request's arrival to its first audio ready to send), so the HTTP path
+(truss's server, the socket, the client) and the serving path around the model
+(parsing, admission, the run's thread, resampling, encoding) each show.
 
     .venv/bin/python bench/piper_first_audio.py [--rounds 40]
 
 Runs in the piper-streaming Truss's environment (a subprocess), with its model code.
 """
 
+import json
+import re
 import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-from machine import rounds_in_truss  # noqa: E402
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+from machine import RESULTS, rounds_in_truss  # noqa: E402
 
 SENTENCE = "This is a test of the real-time text-to-speech synthesis system."
 FIRST_PHRASE = "This is a test,"
@@ -85,10 +91,49 @@ def measure(rounds: int) -> dict:
     }
 
 
+def served(rounds: int, port: int = 8195) -> dict:
+    """The sentence through the real truss server, one request at a time: the
+    client's first byte and the server's own first audio, in ms."""
+    import requests
+
+    from local_truss.server import LocalTrussServer
+
+    def server_first_audio(base: str) -> tuple[float, float]:
+        text = requests.get(f"{base}/metrics", timeout=10).text
+        total = re.findall(r"tts_time_to_first_audio_seconds_(sum|count)\{[^}]*\} (\S+)", text)
+        sums = [float(v) for k, v in total if k == "sum"]
+        counts = [float(v) for k, v in total if k == "count"]
+        return sum(sums), sum(counts)
+
+    client, server_side = [], []
+    with LocalTrussServer(REPO / "piper-streaming", port=port) as server:
+        for round_ in range(rounds + 2):  # two warm-up requests
+            before = server_first_audio(server.base_url)
+            start = time.perf_counter()
+            with requests.post(server.predict_url, json={"text": SENTENCE}, stream=True, timeout=60) as r:
+                r.raise_for_status()
+                chunks = r.iter_content(chunk_size=None)
+                next(chunks)
+                first = time.perf_counter() - start
+                for _ in chunks:
+                    pass
+            after = server_first_audio(server.base_url)
+            if round_ >= 2:
+                client.append(first * 1000)
+                server_side.append((after[0] - before[0]) / (after[1] - before[1]) * 1000)
+            time.sleep(0.2)  # the next request alone, as a lone stream's first audio is
+    return {
+        name: {"p50": statistics.median(v), "p95": statistics.quantiles(v, n=20)[-1]}
+        for name, v in (("client", client), ("server", server_side))
+    }
+
+
 def main() -> None:
     result = rounds_in_truss("piper-streaming", __file__, __doc__, 40, measure)
     if result is None:
         return  # the measuring process: it printed its result for the parent
+    result["served_ms"] = served(result["rounds"])
+    (RESULTS / "piper_first_audio.json").write_text(json.dumps(result, indent=2))
     print(
         f"\nCPU time on one core, p50 / p95 over {result['rounds']} rounds "
         f"(sentence: {result['phoneme_ids']['sentence']} phoneme ids, first phrase: "
@@ -101,6 +146,17 @@ def main() -> None:
     print("\nwall time on two threads (a lone stream's first audio), p50 / p95")
     for name, t in result["two_threads_wall_ms"].items():
         print(f"| {name} | {t['p50']:.1f} / {t['p95']:.1f} |")
+    model = sum(t["p50"] for t in result["two_threads_wall_ms"].values())
+    client, server = result["served_ms"]["client"], result["served_ms"]["server"]
+    print("\nserved by the truss server, one request at a time, p50 / p95")
+    arrival = "the server's first audio, from the request's arrival"
+    print(f"| {arrival} | {server['p50']:.1f} / {server['p95']:.1f} |")
+    print(f"| the client's first byte | {client['p50']:.1f} / {client['p95']:.1f} |")
+    around, http = server["p50"] - model, client["p50"] - server["p50"]
+    print(
+        "p50s: the serving path around the model (the server's first audio less the two steps "
+        f"above) {around:.1f} ms; the HTTP path (the client's less the server's) {http:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
