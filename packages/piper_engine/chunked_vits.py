@@ -250,15 +250,17 @@ class ChunkedVits:
         self._sessions = {
             (name, threads): onnxruntime.InferenceSession(
                 graph.SerializeToString(),
-                # Runs on several threads are a first audio's (or a stall's): the
-                # prior and small first chunks, many small operators. A worker
-                # asleep between them is woken for each, which cost as much time
-                # as it saved; spinning for the length of a run brought a lone
-                # stream's first audio from 48 to 41 ms with the prior's alone,
-                # and its first 12-frame chunk from 18.3 to 16.0 ms with the
-                # stages' too (bench/piper_first_audio.py), its CPU within
-                # run-to-run noise (bench/piper_cpu_cost.py).
-                sess_options=_stage_session_options(threads, spin=threads > 1),
+                # The prior is one run of many small operators (the first audio
+                # waits on all of it): on two threads, a worker asleep between
+                # them is woken for each, which cost as much time as it saved.
+                # Spinning for the run brought a lone stream's first audio from
+                # 48 to 41 ms, its CPU within run-to-run noise (piper_cpu_cost).
+                # The stages' two-thread runs spinning too took a lone first
+                # 12-frame chunk from 18.3 to 16.0 ms, but they are also a
+                # stalled stream's under load, where spinning threads take cores
+                # from the others: 20 voice-agent sessions stalled 5 turns
+                # against none (bench/sessions.py, same hour). So the prior only.
+                sess_options=_stage_session_options(threads, spin=name == "prior"),
                 providers=["CPUExecutionProvider"],
             )
             for name, graph in graphs.items()
