@@ -23,6 +23,11 @@ while a fifth client asks for one short reply, --fairness-repeats times, 1 s
 apart: the fifth's first audio p50 / p95 (target: within 300 ms).
 
     .venv/bin/python bench/sessions.py [--levels 4 8 12 16 20 24] [--target piper|xtts]
+        [--baseline PATH]
+
+`--baseline` serves another checkout's piper-streaming too, after this one's, in the
+same run: a before / after on the same machine in the same hour (this machine's speed
+drifts from day to day).
 
 Writes bench/results/sessions[_xtts].json and .png (first audio p95 and stalls
 against sessions, each server) and prints a table.
@@ -351,6 +356,11 @@ def main() -> None:
         "--fairness-repeats", type=int, default=10, help="short requests beside four long streams (0: skip)"
     )
     parser.add_argument("--port", type=int, default=8191)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout whose piper-streaming is measured too, in the same run (before / after)",
+    )
     args = parser.parse_args()
 
     results: dict = {
@@ -382,11 +392,21 @@ def main() -> None:
             )
         stem = "sessions_xtts"
     else:
-        with LocalTrussServer(REPO / "piper-streaming", port=args.port, log_path=log) as server:
-            target = Target("piper-streaming", server.predict_url, 2 * 24000)
-            results["targets"][target.name] = run_target(
-                target, args.levels, args.seed, args.level_limit_s, args.fairness_repeats
-            )
+        trees = {"piper-streaming": REPO}
+        if args.baseline is not None:
+            rev = subprocess.run(
+                ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            trees[f"piper-streaming at {rev}"] = args.baseline.resolve()
+        for name, tree in trees.items():
+            with LocalTrussServer(tree / "piper-streaming", port=args.port, log_path=log) as server:
+                target = Target(name, server.predict_url, 2 * 24000)
+                results["targets"][target.name] = run_target(
+                    target, args.levels, args.seed, args.level_limit_s, args.fairness_repeats
+                )
         http_server = start_piper_http_server(args.port + 1)
         try:
             target = Target(
