@@ -114,6 +114,15 @@ def main() -> None:
                     "process CPU time; target <= 1.15x",
                 )
             )
+            eight = cost["cells"].get(f"{text}: 8 streams at once")
+            if eight:
+                rows.append(
+                    (
+                        f"piper-streaming CPU per audio s at 8 streams vs piper whole (1 thread), {text}",
+                        f"{eight['cpu_per_audio_s']['p50'] / whole['cpu_per_audio_s']['p50']:.2f}x",
+                        "process CPU time of 8 streams at once on 2 lanes; target <= 0.75x",
+                    )
+                )
     surface = load("openai_surface")
     if surface:
         rows += openai_rows(surface)
