@@ -7,7 +7,9 @@ Runs the Truss's own adapter (xtts-streaming/model/model.py, as served, minus HT
 environment's python, one fresh process per configuration:
 
 * shared: one loaded model, N streams at once on their own threads, each with its own
-  view (packages/xtts_engine/stream_state.py) -- what TTS_MAX_STREAMS=N serves;
+  view (packages/xtts_engine/stream_state.py), their GPT steps batched across streams
+  (packages/xtts_engine/step_batching.py) -- what TTS_MAX_STREAMS=N serves;
+* unbatched: the same with every GPT step run alone (XTTS_BATCH_STEPS=0);
 * instances: N loaded models, one stream each, at once -- one stream per instance, what
   N replicas (or N processes) would do, here in one process;
 * served (unless --skip-served): the shared rows again over HTTP through the real truss
@@ -108,6 +110,8 @@ def worker(args) -> None:
     models = [load_adapter(args.checkpoint)[1] for _ in range(instances)]
     for served in models:
         served.engine.stream_decoder = args.decoder
+        if args.mode == "unbatched":
+            served.engine._batcher = None
     stream = _in_process_stream(models)
     run_round(stream, args.streams, 0)  # warm-up: every thread and model once
     loaded = _memory()
@@ -196,7 +200,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=["shared", "instances"], help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["shared", "unbatched", "instances"], help=argparse.SUPPRESS)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4], help="concurrent streams")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per configuration")
     parser.add_argument("--checkpoint", help="XTTS-v2 checkpoint directory (default: the tiny random one)")
@@ -225,7 +229,7 @@ def main() -> None:
     model_name = "tiny random XTTS-v2 (2-layer GPT, real HiFi-GAN)" if args.checkpoint is None else checkpoint
     rows = []
     for n in args.streams:
-        for mode in ("shared", "instances") if n > 1 else ("shared",):
+        for mode in ("shared", "unbatched", "instances") if n > 1 else ("shared",):
             print(f"xtts concurrency bench: {mode}, {n} streams ...", file=sys.stderr, flush=True)
             out = subprocess.run(
                 [
@@ -273,13 +277,13 @@ def main() -> None:
             ) / (r["streams"] - 1)
         elif r["mode"] != "served" and single and r["streams"] > 1:
             extra = r["streams"] - 1
-            key = "peak_rss_mb" if r["mode"] == "shared" else "rss_mb"
-            part = "streaming" if r["mode"] == "shared" else "after_load"
+            key = "peak_rss_mb" if r["mode"] != "instances" else "rss_mb"
+            part = "streaming" if r["mode"] != "instances" else "after_load"
             # shared: extra peak memory while streaming per extra stream; instances: extra loaded
             # model per stream
             r["mb_per_extra_stream"] = (r[part][key] - single[part][key]) / extra
             if "cuda_peak_allocated_mb" in r["streaming"]:
-                ck = "cuda_peak_allocated_mb" if r["mode"] == "shared" else "cuda_allocated_mb"
+                ck = "cuda_peak_allocated_mb" if r["mode"] != "instances" else "cuda_allocated_mb"
                 r["cuda_mb_per_extra_stream"] = (r[part][ck] - single[part][ck]) / extra
 
     results = {
@@ -313,7 +317,8 @@ def main() -> None:
         a, f = r["audio_s_per_s"], r["first_chunk_ms"]
         extra = f"{r['mb_per_extra_stream']:.0f}" if "mb_per_extra_stream" in r else ""
         label = {
-            "shared": "shared",
+            "shared": "shared, GPT steps batched",
+            "unbatched": "shared, each GPT step alone",
             "instances": "one instance per stream",
             "served": "shared, served (HTTP)",
         }

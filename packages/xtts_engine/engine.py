@@ -29,6 +29,7 @@ from tts_common.truss_context import TrussContext
 from tts_common.voice_store import ID_PREFIX
 from tts_common.weights import checkpoint_dir
 from xtts_engine.settings import XttsSettings
+from xtts_engine.step_batching import StepBatcher
 from xtts_engine.stream_state import stream_generator, stream_view
 from xtts_engine.streaming_decode import inference_stream_incremental
 
@@ -91,6 +92,7 @@ class XttsEngine:
         self.languages: list[str] = []
         self.device = "cpu"
         self._half = False
+        self._batcher: StepBatcher | None = None
         # "incremental" (default): constant-cost decode (streaming_decode.py); "stock": Xtts.inference_stream.
         self.stream_decoder = settings.stream_decoder
 
@@ -136,13 +138,16 @@ class XttsEngine:
         model.load_checkpoint(config, checkpoint_dir=str(checkpoint), use_deepspeed=use_deepspeed, eval=True)
         model.to(self.device)
         self._model = model
+        if self.settings.batch_steps and not use_deepspeed:  # DeepSpeed runs one stream at a time
+            self._batcher = StepBatcher(model.gpt.gpt_inference.transformer)
         self.languages = self._speakable_languages(model, list(config.languages))
         logger.info(
-            "XTTS loaded from %s on %s (deepspeed=%s, fp16=%s)",
+            "XTTS loaded from %s on %s (deepspeed=%s, fp16=%s, GPT steps batched across streams=%s)",
             checkpoint,
             self.device,
             use_deepspeed,
             self._half,
+            self._batcher is not None,
         )
 
         # Pin every known voice's conditioning on the device, once.
@@ -328,7 +333,7 @@ class XttsEngine:
 
     def view(self, seed: int | None) -> Xtts:
         """A stream's own prefix and sampler RNG over the shared weights: streams run at once."""
-        return stream_view(self.model, stream_generator(self.device, seed))
+        return stream_view(self.model, stream_generator(self.device, seed), self._batcher)
 
     def stream(
         self, segments: list[str], language: str, voice: Callable[[], Latents], opts: Sampling

@@ -17,6 +17,9 @@ class XttsSettings(Settings):
     half: bool = False
     # "incremental": constant-cost chunk decode; "stock": Xtts.inference_stream.
     stream_decoder: Literal["incremental", "stock"] = "incremental"
+    # Concurrent streams' GPT steps run as one batch (step_batching.py); a lone stream
+    # is unaffected.
+    batch_steps: bool = True
     # Voice used when a request names none ("": the first voice found).
     default_voice: str = ""
     # Cloned voices (reference clips) kept in the speaker cache.
@@ -38,6 +41,7 @@ class XttsSettings(Settings):
         "deepspeed": "XTTS_DEEPSPEED",
         "half": "XTTS_HALF",
         "stream_decoder": "XTTS_STREAM_DECODER",
+        "batch_steps": "XTTS_BATCH_STEPS",
         "model_dir": "XTTS_MODEL_DIR",
         "speakers_dir": "XTTS_SPEAKERS_DIR",
         "voice_scope": "XTTS_VOICE_SCOPE",

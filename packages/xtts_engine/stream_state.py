@@ -44,6 +44,8 @@ import torch
 from torch import nn
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from xtts_engine.step_batching import BatchedTransformer, StepBatcher
+
 
 class StreamSampler(LogitsProcessor):
     """The last logits processor of one generation: draws the next token with the stream's generator."""
@@ -78,9 +80,11 @@ def _with_children(module: nn.Module, **children: nn.Module) -> nn.Module:
     return clone
 
 
-def stream_view(model, generator: torch.Generator):
-    """An ``Xtts`` for one stream: its own conditioning prefix and sampler RNG, the model's weights."""
-    inference = _with_children(model.gpt.gpt_inference)
+def stream_view(model, generator: torch.Generator, batcher: StepBatcher | None = None):
+    """An ``Xtts`` for one stream: its own conditioning prefix and sampler RNG, the model's
+    weights; with `batcher`, its GPT steps batched with other streams' (step_batching.py)."""
+    children = {} if batcher is None else {"transformer": BatchedTransformer(batcher)}
+    inference = _with_children(model.gpt.gpt_inference, **children)
     build_processors = inference._get_logits_processor  # bound to the view
 
     def with_stream_sampler(*args, **kwargs) -> LogitsProcessorList:

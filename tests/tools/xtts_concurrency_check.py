@@ -13,8 +13,13 @@ and two cloned clips (`speaker_wav`), each with its own text and seed.
 Also a control: the first 2 streams at once on the shared model itself, with torch's
 global RNG seeded per stream, as the adapter ran before streams had their own state.
 
+With the streams' GPT steps batched (xtts_engine/step_batching.py, the default), a
+stream's chunks are its alone chunks up to float rounding: the same chunk lengths (the
+same tokens) and an SNR per stream; without batching, sample for sample.
+
 Prints one JSON report (last line of stdout): per case, whether every stream's chunks
-equal its alone chunks sample for sample, and whether the streams were in flight together.
+equal its alone chunks (exactly, and by SNR), how many steps ran in batches of each
+size, and whether the streams were in flight together.
 """
 
 import base64
@@ -88,12 +93,23 @@ def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def compare(alone: list[dict], together: list[dict]) -> dict:
+def snr_db(a: list[np.ndarray], b: list[np.ndarray]) -> float | None:
+    """b against a, where their chunks have the same lengths (else None)."""
+    if [len(x) for x in a] != [len(y) for y in b] or not a:
+        return None
+    x, y = np.concatenate(a).astype(np.float64), np.concatenate(b).astype(np.float64)
+    noise = float(np.sum((x - y) ** 2))
+    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(x**2) / noise))
+
+
+def compare(alone: list[dict], together: list[dict], batches: dict[int, int] | None = None) -> dict:
     firsts = [o["times"][0] for o in together if o.get("times")]
     lasts = [o["times"][-1] for o in together if o.get("times")]
     return {
         "streams": len(together),
         "exact": [same(a["chunks"], o["chunks"]) for a, o in zip(alone, together, strict=True)],
+        "snr_db": [snr_db(a["chunks"], o["chunks"]) for a, o in zip(alone, together, strict=True)],
+        "batches": batches or {},
         "errors": [o.get("error") for o in together],
         "chunks": [len(o["chunks"]) for o in together],
         # every stream had audio out before any stream finished: all were in flight together
@@ -109,6 +125,16 @@ def main() -> None:
     adapter, served = load_adapter(checkpoint)
     bodies = streams()
     report: dict = {"decoders": {}}
+    batcher = served.engine._batcher
+    report["batching"] = batcher is not None
+
+    def together(group: list[dict]) -> tuple[list[dict], dict[int, int]]:
+        """`group` at once, and the batches their steps ran in (by size)."""
+        before = dict(batcher.sizes) if batcher is not None else {}
+        outs = run_together(served, group)
+        after = batcher.sizes if batcher is not None else {}
+        return outs, {n: after[n] - before.get(n, 0) for n in after if after[n] > before.get(n, 0)}
+
     for decoder in ("incremental", "stock"):
         served.engine.stream_decoder = decoder
         alone = [run_together(served, [b])[0] for b in bodies]
@@ -119,9 +145,13 @@ def main() -> None:
             "alone_all_differ": all(
                 not same(a["chunks"], b["chunks"]) for i, a in enumerate(alone) for b in alone[i + 1 :]
             ),
-            "together_2": compare(alone[:2], run_together(served, bodies[:2])),
-            "together_4": compare(alone, run_together(served, bodies)),
+            "together_2": compare(alone[:2], *together(bodies[:2])),
+            "together_4": compare(alone, *together(bodies)),
         }
+        # the same four with every step alone: sample for sample
+        served.engine._batcher = None
+        report["decoders"][decoder]["together_4_unbatched"] = compare(alone, run_together(served, bodies))
+        served.engine._batcher = batcher
         if decoder == "incremental":
             alone_incremental = alone
 
@@ -129,7 +159,7 @@ def main() -> None:
     served.engine.stream_decoder = "incremental"
     from xtts_engine import engine
 
-    engine.stream_view = lambda model, generator: model
+    engine.stream_view = lambda model, *_: model
     engine.stream_generator = lambda device, seed: torch.manual_seed(seed)
     report["shared_model_control"] = compare(alone_incremental[:2], run_together(served, bodies[:2]))
     print(json.dumps(report))
