@@ -122,7 +122,7 @@ def worker(args) -> None:
             {
                 "mode": args.mode,
                 "streams": args.streams,
-                "device": str(models[0].device),
+                "device": str(models[0].engine.device),
                 "after_load": loaded,
                 "streaming": _memory(),
                 "rounds": rounds,

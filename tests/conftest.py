@@ -130,8 +130,9 @@ def _serve_xtts(serve, checkpoint: Path, **env: str) -> LocalTrussServer:
 
 @pytest.fixture(scope="session")
 def xtts(serve, xtts_checkpoint) -> LocalTrussServer:
-    """xtts-streaming as configured (incremental decoder) on the tiny checkpoint."""
-    return _serve_xtts(serve, xtts_checkpoint)
+    """xtts-streaming as configured (incremental decoder) on the tiny checkpoint, its
+    streams' GPT steps batched as on a GPU (XTTS_BATCH_STEPS's default is CUDA only)."""
+    return _serve_xtts(serve, xtts_checkpoint, XTTS_BATCH_STEPS="1")
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ are left to an im2col and a GEMM each. Piper's HiFi-GAN decoder is made of 1-D
 convolutions, LeakyRelu and sums only, so a decoder stage's graph runs 4-D
 throughout here: its input unsqueezed once to [batch, channels, 1, time], its
 output squeezed once, so the blocked layout holds from one convolution to the
-next. Measured one stage at a time (one thread, bench/piper_cpu_cost.py for the
-whole), the three decoder stages took 6, 9 and 16 % less CPU; the flow's
-stages gained nothing, so they stay 1-D. The output is the 1-D graph's up to
-float rounding (tests/unit/test_piper_layout.py).
+next. Per frame, on one thread, the three decoder stages took 4 to 7, 8 to 9
+and 13 to 16 % less CPU (bench/piper_stage_cost.py; bench/piper_cpu_cost.py for
+the whole engine); the flow's stages gained nothing, so they stay 1-D. The output
+is the 1-D graph's up to float rounding (tests/e2e/test_piper_decoder.py).
 """
 
 from __future__ import annotations

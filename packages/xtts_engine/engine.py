@@ -138,7 +138,8 @@ class XttsEngine:
         model.load_checkpoint(config, checkpoint_dir=str(checkpoint), use_deepspeed=use_deepspeed, eval=True)
         model.to(self.device)
         self._model = model
-        if self.settings.batch_steps and not use_deepspeed:  # DeepSpeed runs one stream at a time
+        batch = cuda if self.settings.batch_steps is None else self.settings.batch_steps
+        if batch and not use_deepspeed:  # DeepSpeed runs one stream at a time
             self._batcher = StepBatcher(model.gpt.gpt_inference.transformer)
         self.languages = self._speakable_languages(model, list(config.languages))
         logger.info(

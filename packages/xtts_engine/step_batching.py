@@ -8,10 +8,12 @@ view (stream_state.stream_view) gets a `BatchedTransformer` in place of the shar
 GPT-2 model: its single-position steps go through one `StepBatcher`, which runs the
 steps that are waiting as one forward.
 
-Batching is natural, with no waiting on purpose: a step that finds no batch running
-runs at once, alone, exactly as it would without a batcher (a lone stream keeps
-today's path and cost); steps that arrive while a batch runs queue, and the first
-of them runs the queue as the next batch. Each stream's KV cache stays its own:
+A step that finds no batch running and no other stream due runs at once, alone,
+exactly as it would without a batcher: a lone stream keeps today's path and cost.
+Steps that arrive while a batch runs queue, and the first of them runs the queue as
+the next batch, after waiting up to GATHER_S for the other streams that stepped
+recently (RECENT_S) to queue theirs: otherwise two streams fall into turns, each
+arriving while the other's step runs, and never meet. Each stream's KV cache stays its own:
 the batch's cache is the streams' caches left-padded to the longest, masked where
 padded, and each stream's new keys and values are appended to its own cache after
 the step. XTTS's GPT-2 has no position embeddings of its own (XTTS adds its own
@@ -27,6 +29,7 @@ engines avoid it with a paged cache, which this does not attempt.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +40,10 @@ from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttenti
 
 # The most streams' steps in one batch.
 MAX_BATCH = 16
+# A stream that asked for a step this recently is due again soon (between its steps it
+# only samples its token); a batch waits for such streams at most GATHER_S.
+RECENT_S = 0.05
+GATHER_S = 0.002
 
 
 @dataclass
@@ -57,16 +64,20 @@ class StepBatcher:
         self.transformer = transformer
         # Left padding shifts nothing only where the model adds no positions of its own.
         self.max_batch = 1 if isinstance(getattr(transformer, "wpe", None), nn.Embedding) else max_batch
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._queue: list[_Step] = []
         self._running = False
+        self._seen: dict[int, float] = {}  # stream (its cache) -> when it last asked for a step
         self.sizes: dict[int, int] = {}  # batches run, by size
 
     def step(self, **kwargs: Any) -> BaseModelOutputWithPastAndCrossAttentions:
-        """One stream's step: alone at once if no batch is running, else in the next batch."""
+        """One stream's step: alone at once if no batch is running and no other stream
+        is due, else in the next batch."""
         item = _Step(kwargs)
-        with self._lock:
+        with self._cond:
             self._queue.append(item)
+            self._seen[id(kwargs["past_key_values"])] = time.monotonic()
+            self._cond.notify_all()
             lead = not self._running
             self._running = True
         if not lead:
@@ -79,12 +90,27 @@ class StepBatcher:
         assert item.result is not None
         return item.result
 
+    def _gather(self) -> list[_Step]:
+        """The next batch: waits up to GATHER_S for the streams that stepped within
+        RECENT_S to queue their next step too (with the lock held). Without it two
+        streams alternate, each arriving while the other's step runs."""
+        deadline = time.monotonic() + GATHER_S
+        while True:
+            now = time.monotonic()
+            self._seen = {k: t for k, t in self._seen.items() if now - t < RECENT_S}
+            queued = {id(item.kwargs["past_key_values"]) for item in self._queue}
+            if set(self._seen) <= queued or len(self._queue) >= self.max_batch or now >= deadline:
+                break
+            self._cond.wait(deadline - now)
+        batch = self._queue[: self.max_batch]
+        del self._queue[: self.max_batch]
+        self.sizes[len(batch)] = self.sizes.get(len(batch), 0) + 1
+        return batch
+
     def _lead(self) -> None:
-        """Run the queue's first steps as one batch, then hand the rest to the next leader."""
-        with self._lock:
-            batch = self._queue[: self.max_batch]
-            del self._queue[: self.max_batch]
-            self.sizes[len(batch)] = self.sizes.get(len(batch), 0) + 1
+        """Run the next batch, then hand the queue to the next leader."""
+        with self._cond:
+            batch = self._gather()
         try:
             results = self._run(batch)
             for item, result in zip(batch, results, strict=True):
@@ -92,7 +118,7 @@ class StepBatcher:
         except BaseException as exc:  # every stream of the batch hears it
             for item in batch:
                 item.error = exc
-        with self._lock:
+        with self._cond:
             if self._queue:
                 self._queue[0].lead = True
                 self._queue[0].done.set()

@@ -1,6 +1,6 @@
 """Several XTTS streams at once on one shared model (packages/xtts_engine/stream_state.py):
 each stream's audio is what it is alone with the same seed. With their GPT steps batched
-(packages/xtts_engine/step_batching.py, the default): the same tokens (chunks of the same
+(packages/xtts_engine/step_batching.py, the default on a GPU, on here): the same tokens (chunks of the same
 lengths) and the same samples up to float rounding (SNR_FLOOR_DB); without: sample for sample.
 
 tests/tools/xtts_concurrency_check.py runs the Truss's adapter in-process (precise comparison,
@@ -40,7 +40,7 @@ def test_concurrent_streams_equal_their_alone_runs(report, decoder, n):
     case = runs[f"together_{n}"]
     assert case["errors"] == [None] * n
     assert case["overlapped"], case  # all n were producing audio at the same time
-    assert report["batching"]  # the default
+    assert report["batching"]  # on in the check, as on a GPU
     # some steps ran in batches of several streams ...
     assert any(int(size) > 1 for size in case["batches"]), case["batches"]
     # ... and each stream's audio is its own alone: same tokens, float rounding apart

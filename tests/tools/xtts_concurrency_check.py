@@ -13,7 +13,7 @@ and two cloned clips (`speaker_wav`), each with its own text and seed.
 Also a control: the first 2 streams at once on the shared model itself, with torch's
 global RNG seeded per stream, as the adapter ran before streams had their own state.
 
-With the streams' GPT steps batched (xtts_engine/step_batching.py, the default), a
+With the streams' GPT steps batched (xtts_engine/step_batching.py, on here as on a GPU), a
 stream's chunks are its alone chunks up to float rounding: the same chunk lengths (the
 same tokens) and an SNR per stream; without batching, sample for sample.
 
@@ -53,10 +53,31 @@ def streams() -> list[dict]:
     ]
 
 
+class Slowed:
+    """The model's GPT-2 with each call STEP_DELAY_S later. The tiny GPT's step takes about
+    a millisecond on the CPU, so concurrent streams' steps rarely meet and batches would form
+    by chance; on a GPU a step is where a stream spends its time. Waiting before each call
+    (the real model still computes every step) makes steps meet as they would there."""
+
+    def __init__(self, model, delay_s: float):
+        self._model, self._delay_s = model, delay_s
+
+    def __call__(self, **kwargs):
+        time.sleep(self._delay_s)
+        return self._model(**kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
+STEP_DELAY_S = 0.005
+
+
 def load_adapter(checkpoint: str):
     from model import model as adapter
 
     os.environ["XTTS_MODEL_DIR"] = checkpoint
+    os.environ.setdefault("XTTS_BATCH_STEPS", "1")  # as on a GPU (the default is CUDA only)
     config = yaml.safe_load((TRUSS / "config.yaml").read_text())
     served = adapter.Model(config=config, data_dir=str(TRUSS / "data"))
     served.load()
@@ -127,6 +148,8 @@ def main() -> None:
     report: dict = {"decoders": {}}
     batcher = served.engine._batcher
     report["batching"] = batcher is not None
+    if batcher is not None:
+        batcher.transformer = Slowed(batcher.transformer, STEP_DELAY_S)
 
     def together(group: list[dict]) -> tuple[list[dict], dict[int, int]]:
         """`group` at once, and the batches their steps ran in (by size)."""
