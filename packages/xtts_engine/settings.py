@@ -18,8 +18,8 @@ class XttsSettings(Settings):
     # "incremental": constant-cost chunk decode; "stock": Xtts.inference_stream.
     stream_decoder: Literal["incremental", "stock"] = "incremental"
     # Concurrent streams' GPT steps run as one batch (step_batching.py); a lone stream
-    # is unaffected. None: on CUDA only (on two CPU cores, streams' steps on threads of
-    # their own made more audio a second than batched: bench/xtts_concurrency.py).
+    # is unaffected. None: on CUDA only (on two CPU cores batched and unbatched came out
+    # level, bench/xtts_concurrency.py).
     batch_steps: bool | None = None
     # Voice used when a request names none ("": the first voice found).
     default_voice: str = ""
