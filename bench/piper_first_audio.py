@@ -18,14 +18,13 @@ Runs in the piper-streaming Truss's environment (a subprocess), with its model c
 """
 
 import json
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
+sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests" / "tools")]
 from machine import RESULTS, rounds_in_truss  # noqa: E402
 
 SENTENCE = "This is a test of the real-time text-to-speech synthesis system."
@@ -98,30 +97,26 @@ def measure(rounds: int) -> dict:
 def served(rounds: int, port: int = 8195) -> dict:
     """The sentence through the real truss server, one request at a time: the
     client's first byte and the server's own first audio, in ms."""
-    import requests
+    from metrics_scrape import scrape
+    from piper_streaming import timed_post
 
     from local_truss.server import LocalTrussServer
 
-    def server_first_audio(base: str) -> tuple[float, float]:
-        text = requests.get(f"{base}/metrics", timeout=10).text
-        total = re.findall(r"tts_time_to_first_audio_seconds_(sum|count)\{[^}]*\} (\S+)", text)
-        sums = [float(v) for k, v in total if k == "sum"]
-        counts = [float(v) for k, v in total if k == "count"]
-        return sum(sums), sum(counts)
+    def server_first_audio(server: LocalTrussServer) -> tuple[float, float]:
+        """The first-audio histogram's sum and count, over every label."""
+        samples = scrape(server)
+
+        def total(name: str) -> float:
+            return sum(v for (sample, _), v in samples.items() if sample == name)
+
+        return total("tts_time_to_first_audio_seconds_sum"), total("tts_time_to_first_audio_seconds_count")
 
     client, server_side = [], []
     with LocalTrussServer(REPO / "piper-streaming", port=port) as server:
         for round_ in range(rounds + 2):  # two warm-up requests
-            before = server_first_audio(server.base_url)
-            start = time.perf_counter()
-            with requests.post(server.predict_url, json={"text": SENTENCE}, stream=True, timeout=60) as r:
-                r.raise_for_status()
-                chunks = r.iter_content(chunk_size=None)
-                next(chunks)
-                first = time.perf_counter() - start
-                for _ in chunks:
-                    pass
-            after = server_first_audio(server.base_url)
+            before = server_first_audio(server)
+            first = timed_post(server.predict_url, {"text": SENTENCE}, 2 * 24000)["ttfa"]
+            after = server_first_audio(server)
             if round_ >= 2:
                 client.append(first * 1000)
                 server_side.append((after[0] - before[0]) / (after[1] - before[1]) * 1000)
