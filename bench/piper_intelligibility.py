@@ -1,4 +1,5 @@
-"""Does streaming change what the voice says? piper-streaming's served audio vs
+"""Does streaming change what the voice says? piper-streaming's served audio, with
+its default float32 stages and with `PIPER_INT8` (packages/piper_engine/int8.py), vs
 piper synthesizing each text whole (`PiperVoice.synthesize`), the same texts and
 the same number of renditions each (the voice draws noise, so every rendition
 differs), transcribed by an offline Whisper model (base, through faster-whisper)
@@ -13,6 +14,7 @@ Writes bench/results/piper_intelligibility.json.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import statistics
@@ -33,7 +35,8 @@ from local_truss.server import LocalTrussServer, server_environment  # noqa: E40
 
 REQUIREMENTS = REPO / "bench" / "requirements-intelligibility.txt"
 RATE = 16000
-VARIANTS = ("served", "piper_whole")
+VARIANTS = ("served", "served_int8", "piper_whole")
+SERVED = {"served": {}, "served_int8": {"PIPER_INT8": "1"}}  # variant: the server's environment
 RECOGNIZERS = ("whisper", "pocketsphinx")
 # Sentences a voice agent might say, numbers spelled out. Whisper may write a
 # number as digits, an error for both variants alike (the comparison is what
@@ -100,6 +103,12 @@ def whole_renditions(python: Path, env: dict, texts: list[str]) -> list[np.ndarr
     return pieces
 
 
+def served_rendition(server: LocalTrussServer, text: str) -> np.ndarray:
+    r = requests.post(server.predict_url, json={"text": text, "sample_rate": RATE}, timeout=120)
+    r.raise_for_status()
+    return np.frombuffer(r.content, dtype="<i2")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=10, help="renditions of each text per variant")
@@ -107,37 +116,41 @@ def main() -> None:
     args = parser.parse_args()
     asr = asr_python()
     items = []
-    with tempfile.TemporaryDirectory() as tmp:
-        server = LocalTrussServer(
-            REPO / "piper-streaming",
-            port=args.port,
-            log_path=REPO / "bench" / "results" / "piper-intelligibility-server.log",
-        )
-        with server:
-            env = server_environment(server.tree, server.port, server.host)
-            python = server.prepare()
-            for rendition in range(args.repeats):
-                whole = whole_renditions(python, env, TEXTS)
-                for number, text in enumerate(TEXTS):
-                    r = requests.post(
-                        server.predict_url, json={"text": text, "sample_rate": RATE}, timeout=120
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        servers = {
+            variant: stack.enter_context(
+                LocalTrussServer(
+                    REPO / "piper-streaming",
+                    port=args.port + i,
+                    extra_env=extra_env,
+                    log_path=REPO / "bench" / "results" / f"piper-intelligibility-{variant}.log",
+                )
+            )
+            for i, (variant, extra_env) in enumerate(SERVED.items())
+        }
+        server = servers["served"]
+        env = server_environment(server.tree, server.port, server.host)
+        python = server.prepare()
+        for rendition in range(args.repeats):
+            renditions = {"piper_whole": whole_renditions(python, env, TEXTS)}
+            for variant, served in servers.items():
+                renditions[variant] = [served_rendition(served, text) for text in TEXTS]
+            for number, text in enumerate(TEXTS):
+                for variant, pcms in renditions.items():
+                    pcm = pcms[number]
+                    path = Path(tmp) / f"{variant}-{rendition}-{number}.pcm"
+                    pcm.tofile(path)
+                    items.append(
+                        {
+                            "variant": variant,
+                            "text": number,
+                            "rendition": rendition,
+                            "ref": text,
+                            "path": str(path),
+                            "samples": len(pcm),
+                        }
                     )
-                    r.raise_for_status()
-                    served = np.frombuffer(r.content, dtype="<i2")
-                    for variant, pcm in (("piper_whole", whole[number]), ("served", served)):
-                        path = Path(tmp) / f"{variant}-{rendition}-{number}.pcm"
-                        pcm.tofile(path)
-                        items.append(
-                            {
-                                "variant": variant,
-                                "text": number,
-                                "rendition": rendition,
-                                "ref": text,
-                                "path": str(path),
-                                "samples": len(pcm),
-                            }
-                        )
-                print(f"rendition {rendition + 1}/{args.repeats} synthesized", file=sys.stderr)
+            print(f"rendition {rendition + 1}/{args.repeats} synthesized", file=sys.stderr)
         manifest = Path(tmp) / "manifest.json"
         manifest.write_text(json.dumps({"items": items}))
         out = subprocess.run(
@@ -163,7 +176,7 @@ def main() -> None:
         if args.repeats > 1
         else None,
         "audio_s": {v: n / RATE for v, n in samples.items()},
-        "audio_length_ratio_served_over_whole": samples["served"] / samples["piper_whole"],
+        "audio_length_ratio_over_whole": {v: samples[v] / samples["piper_whole"] for v in SERVED},
         "per_text": [],
     }
     for number, text in enumerate(TEXTS):
@@ -184,6 +197,7 @@ def main() -> None:
     for variant, label in (
         ("piper_whole", "piper, each text whole (`PiperVoice.synthesize`)"),
         ("served", "piper-streaming, served over HTTP"),
+        ("served_int8", "piper-streaming with `PIPER_INT8=1`, served over HTTP"),
     ):
         cells = [
             f"{100 * wer[variant][r]:.1f}%" + (f" (± {100 * se[variant][r]:.1f})" if se else "")

@@ -23,11 +23,12 @@ while a fifth client asks for one short reply, --fairness-repeats times, 1 s
 apart: the fifth's first audio p50 / p95 (target: within 300 ms).
 
     .venv/bin/python bench/sessions.py [--levels 4 8 12 16 20 24] [--target piper|xtts]
-        [--baseline PATH]
+        [--baseline PATH] [--int8]
 
 `--baseline` serves another checkout's piper-streaming too, after this one's, in the
 same run: a before / after on the same machine in the same hour (this machine's speed
-drifts from day to day).
+drifts from day to day). `--int8` serves this one's with `PIPER_INT8=1` too (int8
+stages: packages/piper_engine/int8.py).
 
 Writes bench/results/sessions[_xtts].json and .png (first audio p95 and stalls
 against sessions, each server) and prints a table.
@@ -361,6 +362,7 @@ def main() -> None:
         type=Path,
         help="another checkout whose piper-streaming is measured too, in the same run (before / after)",
     )
+    parser.add_argument("--int8", action="store_true", help="piper-streaming with PIPER_INT8=1 too")
     args = parser.parse_args()
 
     results: dict = {
@@ -392,7 +394,9 @@ def main() -> None:
             )
         stem = "sessions_xtts"
     else:
-        trees = {"piper-streaming": REPO}
+        trees: dict[str, tuple[Path, dict[str, str]]] = {"piper-streaming": (REPO, {})}
+        if args.int8:
+            trees["piper-streaming, PIPER_INT8=1"] = (REPO, {"PIPER_INT8": "1"})
         if args.baseline is not None:
             rev = subprocess.run(
                 ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
@@ -400,9 +404,11 @@ def main() -> None:
                 text=True,
                 check=True,
             ).stdout.strip()
-            trees[f"piper-streaming at {rev}"] = args.baseline.resolve()
-        for name, tree in trees.items():
-            with LocalTrussServer(tree / "piper-streaming", port=args.port, log_path=log) as server:
+            trees[f"piper-streaming at {rev}"] = (args.baseline.resolve(), {})
+        for name, (tree, env) in trees.items():
+            with LocalTrussServer(
+                tree / "piper-streaming", port=args.port, log_path=log, extra_env=env
+            ) as server:
                 target = Target(name, server.predict_url, 2 * 24000)
                 results["targets"][target.name] = run_target(
                     target, args.levels, args.seed, args.level_limit_s, args.fairness_repeats

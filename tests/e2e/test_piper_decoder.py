@@ -101,3 +101,26 @@ def test_a_sentence_starts_small_and_streams_in_several_chunks(report):
     assert sizes[0] == constants["first"]
     assert sizes[0] < sizes[1] and max(sizes) <= constants["largest"] + constants["smallest_last"]
     assert sizes[-1] >= constants["smallest_last"]
+
+
+def test_int8_stages_are_the_flow_and_the_decoder_but_its_last(report):
+    """`PIPER_INT8`: the engine's int8 stages (piper_engine/int8.py), built as it loads."""
+    stages = report["int8"]["stages"]
+    assert [name for name, int8 in stages.items() if int8] == list(stages)[:-1]
+    assert not any(s.get("int8") for s in report["stages"])  # the default stays float32
+
+
+def test_int8_audio_differs_from_float32_by_quantization_noise_only(report):
+    for case in report["int8"]["cases"]:
+        # the prior stays float32: the same durations, the same length
+        assert case["length"] == case["graph_length"], case["name"]
+        # different audio (int8 ran), its log spectrum within a few dB of float32's
+        # (measured 4.8 to 5.7 dB; a quantized last stage was 9 to 13 dB off)
+        assert case["snr_db_to_float32"] < SNR_FLOOR_DB / 2, case["name"]
+        assert 0 < case["log_spectrum_mad_db_to_float32"] < 7.5, case["name"]
+
+
+def test_int8_chunks_join_to_its_one_shot_decode(report):
+    for case in report["int8"]["cases"]:
+        assert case["chunked_snr_db"] >= SNR_FLOOR_DB, case["name"]
+        assert case["two_threads_snr_db"] >= 60.0, case["name"]

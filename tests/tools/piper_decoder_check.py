@@ -19,6 +19,7 @@ sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
 from piper_engine.chunked_vits import MAX_RUN_POSITIONS, ChunkedVits, session_options  # noqa: E402
 from piper_engine.engine import (  # noqa: E402
     AHEAD_LARGEST_CHUNK_FRAMES,
+    PiperEngine,
     FIRST_CHUNK_FRAMES,
     LARGEST_CHUNK_FRAMES,
     LATER_FIRST_CHUNK_FRAMES,
@@ -41,6 +42,48 @@ DETERMINISTIC = (0.0, 1.0, 0.0)
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
     noise = float(np.sum((reference - test) ** 2))
     return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference**2)) / noise)
+
+
+def log_spectrum_db(audio: np.ndarray, n: int = 1024, hop: int = 256) -> np.ndarray:
+    frames = np.stack([audio[i : i + n] * np.hanning(n) for i in range(0, len(audio) - n, hop)])
+    return 10 * np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-8)
+
+
+def int8_cases(ids_of, graphs: dict[str, np.ndarray], planned) -> dict:  # type: ignore[no-untyped-def]
+    """`PIPER_INT8`'s stages, built as the engine builds them, against the float32
+    graph's audio of the same latents (noise off) and against themselves in chunks."""
+    from piper_engine.settings import PiperSettings
+    from tts_common.settings import CpuSettings
+
+    engine = PiperEngine(PiperSettings(int8=True), CpuSettings(lanes=2))
+    engine.load()
+    vits = engine._parts[1]
+    cases = []
+    for name, graph in graphs.items():
+        ids = ids_of(TEXTS[name])
+        latents = vits.latents(ids, DETERMINISTIC)
+        one_shot = vits.decode(latents, 0, latents.frames)
+        plan, flow_ends = planned(latents.frames, FIRST_CHUNK_FRAMES)
+        latents = vits.latents(ids, DETERMINISTIC)
+        joined = np.concatenate(
+            [vits.decode(latents, a, b, 1, f) for (a, b), f in zip(plan, flow_ends, strict=True)]
+        )
+        latents = vits.latents(ids, DETERMINISTIC, 2)
+        two_threads = vits.decode(latents, 0, latents.frames, 2)
+        cases.append(
+            {
+                "name": name,
+                "length": len(one_shot),
+                "graph_length": len(graph),
+                "snr_db_to_float32": snr_db(graph, one_shot),
+                "log_spectrum_mad_db_to_float32": float(
+                    np.mean(np.abs(log_spectrum_db(graph) - log_spectrum_db(one_shot)))
+                ),
+                "chunked_snr_db": min(snr_db(one_shot, joined), 999.0),
+                "two_threads_snr_db": min(snr_db(one_shot, two_threads), 999.0),
+            }
+        )
+    return {"stages": {s.name: s.int8 for s in vits.stages}, "cases": cases}
 
 
 def main() -> None:
@@ -98,9 +141,10 @@ def main() -> None:
             start, size = end, min(AHEAD_LARGEST_CHUNK_FRAMES, size * 2)
         return plan, flow_ends
 
+    graphs = {}  # the shipped graph's audio of each text
     for name, text in TEXTS.items():
         ids = ids_of(text)
-        graph = whole.run(None, ChunkedVits.inputs(ids, DETERMINISTIC))[0].reshape(-1)
+        graph = graphs[name] = whole.run(None, ChunkedVits.inputs(ids, DETERMINISTIC))[0].reshape(-1)
         frames = vits.latents(ids, DETERMINISTIC).frames
         for runs in spans.values():
             runs.clear()
@@ -174,6 +218,7 @@ def main() -> None:
         }
         values = base
     report["receptive_fields"] = fields
+    report["int8"] = int8_cases(ids_of, graphs, planned)
     print(json.dumps(report))
 
 

@@ -78,6 +78,7 @@ def test_model_settings_read_metadata_and_environment():
         "float16",
     )
     assert PiperSettings.from_env({"PIPER_MAX_THREADS": "2"}).max_threads == 2
+    assert PiperSettings.from_env({"PIPER_INT8": "1"}).int8 and not PiperSettings.from_env({}).int8
 
 
 @pytest.mark.parametrize(
