@@ -19,11 +19,11 @@ sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
 from piper_engine.chunked_vits import MAX_RUN_POSITIONS, ChunkedVits, session_options  # noqa: E402
 from piper_engine.engine import (  # noqa: E402
     AHEAD_LARGEST_CHUNK_FRAMES,
-    PiperEngine,
     FIRST_CHUNK_FRAMES,
     LARGEST_CHUNK_FRAMES,
     LATER_FIRST_CHUNK_FRAMES,
     SMALLEST_LAST_CHUNK_FRAMES,
+    PiperEngine,
     chunk_plan,
 )
 
