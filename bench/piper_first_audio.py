@@ -6,9 +6,10 @@ CPU time of the calling thread with one-thread ONNX sessions: far less sensitive
 than wall time to other work on a shared machine. Then the wall time of what a lone
 stream runs before its first audio: the prior and the engine's first chunk on two
 threads (and the same chunk through the int8 stages, `PIPER_INT8`). Steps are
-interleaved, round by round, so every variant sees the same conditions. Last, the same sentence served by the real truss server: the client's
-time to the first body byte beside the server's own (`tts_time_to_first_audio_seconds`,
-from the request's arrival to its first audio ready to send), so the HTTP path
+interleaved, round by round, so every variant sees the same conditions. Last, the
+same sentence served by the real truss server: the client's time to the first body
+byte beside the server's own (`tts_time_to_first_audio_seconds`, from the
+request's arrival to its first audio ready to send), so the HTTP path
 (truss's server, the socket, the client) and the serving path around the model
 (parsing, admission, the run's thread, resampling, encoding) each show.
 
