@@ -151,6 +151,7 @@ def main() -> None:
                         }
                     )
             print(f"rendition {rendition + 1}/{args.repeats} synthesized", file=sys.stderr)
+        stack.close()  # the servers, before the recognizers take the cores
         manifest = Path(tmp) / "manifest.json"
         manifest.write_text(json.dumps({"items": items}))
         out = subprocess.run(
