@@ -5,8 +5,9 @@ Every stage after the prior runs near onnxruntime's float32 GEMM rate already
 Static quantization does that: each Conv and ConvTranspose of a stage's graph
 gets int8 weights (one scale a channel) and uint8 activations, with quantize
 and dequantize nodes around it (QDQ) that onnxruntime fuses into its int8
-kernels. The activations' ranges are calibrated when the voice loads, from the
-float32 stages' own values over a few sentences of the voice itself.
+kernels. The activations' ranges are calibrated when the voice loads (about 5 s
+on one core), from the float32 stages' own values over a few sentences of the
+voice itself; the prior draws noise, so they differ a little from load to load.
 
 The flow's stages and the decoder's but its last run int8 (chunked_vits.py
 says why not the last). The audio changes (quantization noise, 23 to 29 dB
