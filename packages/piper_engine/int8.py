@@ -11,9 +11,10 @@ voice itself; the prior draws noise, so they differ a little from load to load.
 
 The flow's stages and the decoder's but its last run int8 (chunked_vits.py
 says why not the last). The audio changes (quantization noise, 23 to 29 dB
-below each stage's output), so it is off by default; bench/piper_intelligibility.py measures its word error
-rate and length against piper whole, bench/piper_cpu_cost.py its CPU. The prior
-stays float32: it decides the durations, so the words' timing is unchanged.
+below each stage's output), so it is off by default; bench/piper_intelligibility.py
+measures its word error rate and length against piper whole, bench/piper_cpu_cost.py
+its CPU. The prior stays float32: it decides the durations, so the length and the
+words' timing are float32's.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ class _Feeds(CalibrationDataReader):  # type: ignore[misc]  # untyped where mypy
 
 
 def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
-    """onnxruntime's quantizer advises (on the root logger) a shape-inference pass
-    the stages' graphs do not need: their shapes are known to onnx already."""
+    """onnxruntime's quantizer advises (on the root logger, once a graph) its
+    pre-processing pass; the figures in docs/models.md were measured without it."""
     return "pre-process" not in record.getMessage()
 
 
