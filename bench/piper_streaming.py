@@ -3,7 +3,7 @@
 (a) the same synthesis in-process and (b) piper's own HTTP server
 (`python -m piper.http_server`, same voice, same text), all in one run.
 
-    .venv/bin/python bench/piper_streaming.py [--requests 20] [--concurrency 1 2 4]
+    .venv/bin/python bench/piper_streaming.py [--requests 20] [--concurrency 1 2 4] [--int8]
 
 Writes bench/results/piper_streaming.json and bench/results/piper_streaming.png
 (TTFA and RTF against concurrency) and prints a table. Every figure is a median
@@ -118,7 +118,7 @@ def run_piper_http(port: int, text: str, concurrency: int, count: int) -> list[d
 def run_inprocess(
     server: LocalTrussServer, python: Path, text: str, concurrency: int, count: int
 ) -> list[dict]:
-    env = server_environment(server.tree, server.port, server.host)
+    env = {**server_environment(server.tree, server.port, server.host), **server.extra_env}
     out = subprocess.run(
         [str(python), str(REPO / "bench" / "piper_inprocess.py"), text, str(concurrency), str(count)],
         cwd=server.tree.app_dir,
@@ -195,16 +195,21 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--port", type=int, default=8181)
+    parser.add_argument("--int8", action="store_true", help="serve with PIPER_INT8=1 (int8 stages)")
     args = parser.parse_args()
 
     server = LocalTrussServer(
-        REPO / "piper-streaming", port=args.port, log_path=REPO / "bench" / "results" / "piper-server.log"
+        REPO / "piper-streaming",
+        port=args.port,
+        log_path=REPO / "bench" / "results" / "piper-server.log",
+        extra_env={"PIPER_INT8": "1"} if args.int8 else None,
     )
     python = server.prepare()
     server.stop()
     results = {
         "machine": machine_facts(),
         "requests_per_cell": args.requests,
+        "int8": args.int8,
         "concurrency": args.concurrency,
         "cells": [],
     }
@@ -232,7 +237,8 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))
     plot(results, REPO / "bench" / "results" / "piper_streaming.png")
     m = results["machine"]
-    print(f"\npiper-streaming, {args.requests} requests per cell, {m['cpus']} CPUs, {m['platform']}")
+    int8 = ", PIPER_INT8=1" if args.int8 else ""
+    print(f"\npiper-streaming{int8}, {args.requests} requests per cell, {m['cpus']} CPUs, {m['platform']}")
     print(
         "| text | streams | TTFA p50 / p95 (ms) | RTF p50 / p95 | streams with RTF < 1 | "
         "playback stalls | TTFA vs in-process | TTFA vs piper.http_server | total time vs piper.http_server |"
