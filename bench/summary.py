@@ -119,7 +119,7 @@ def main() -> None:
                 if eight:
                     rows.append(
                         (
-                            f"piper-streaming{kind} CPU per audio s at 8 streams vs piper whole (1 thread), {text}",
+                            f"piper-streaming{kind} CPU per audio s at 8 streams vs piper whole, {text}",
                             f"{eight['cpu_per_audio_s']['p50'] / whole['cpu_per_audio_s']['p50']:.2f}x",
                             "process CPU time of 8 streams at once on 2 lanes; target <= 0.75x",
                         )
