@@ -1,6 +1,7 @@
 """piper-streaming runs each sentence's flow and decoder in chunks
 (packages/piper_engine/chunked_vits.py): proven on the real en_US-joe-medium voice
-against the shipped one-shot graph.
+against the shipped one-shot graph; and its opt-in int8 stages (piper_engine/int8.py)
+against the float32 ones and against themselves in one piece.
 
 tests/tools/piper_decoder_check.py runs once in the Truss's environment and reports; these
 tests assert on the report (correctness only, never wall-clock).

@@ -1,6 +1,7 @@
 """Measures piper-streaming's chunked VITS decoder against the one-shot graph, on the
-real en_US-joe-medium voice; run in the Truss's environment by test_piper_decoder.py,
-prints one JSON report (facts only; the tests assert on it).
+real en_US-joe-medium voice, by default and with the int8 stages (`PIPER_INT8`); run
+in the Truss's environment by test_piper_decoder.py, prints one JSON report (facts
+only; the tests assert on it).
 
     python tests/tools/piper_decoder_check.py
 """
