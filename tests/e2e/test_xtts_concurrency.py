@@ -12,10 +12,9 @@ import base64
 import threading
 import time
 
-import numpy as np
 import pytest
 import requests
-from audio_checks import tone, wav_b64
+from audio_checks import pcm16, snr_db, tone, wav_b64
 from conftest import REPO
 from reports import run_report
 from xtts_reference import TEXT
@@ -62,15 +61,6 @@ def test_control_streams_on_one_shared_model_object_mix(report):
     control = report["shared_model_control"]
     assert control["overlapped"] or any(control["errors"]), control
     assert not all(control["exact"]) or any(control["errors"])
-
-
-def pcm16(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<i2").astype(np.float64)
-
-
-def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    noise = float(np.sum((reference - test) ** 2))
-    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(reference**2) / noise))
 
 
 def test_served_concurrent_streams_equal_their_alone_runs(xtts):

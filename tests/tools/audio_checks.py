@@ -12,6 +12,13 @@ def pcm16(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
+def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    """`test` against `reference`, in dB (inf where they are equal)."""
+    reference, test = np.asarray(reference, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    noise = float(np.sum((reference - test) ** 2))
+    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(reference**2) / noise))
+
+
 def assert_speech_like(samples: np.ndarray, rate: int, words: int) -> None:
     """Not silence, and a duration a human voice could take for `words` words."""
     seconds = len(samples) / rate

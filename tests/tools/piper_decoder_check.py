@@ -16,7 +16,9 @@ import onnxruntime
 from piper import PiperVoice
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages")]
+sys.path[:0] = [str(REPO / "piper-streaming"), str(REPO / "packages"), str(REPO / "tests" / "tools")]
+from audio_checks import snr_db  # noqa: E402
+
 from piper_engine.chunked_vits import MAX_RUN_POSITIONS, ChunkedVits, session_options  # noqa: E402
 from piper_engine.engine import (  # noqa: E402
     AHEAD_LARGEST_CHUNK_FRAMES,
@@ -38,11 +40,6 @@ TEXTS = {
 }
 # noise off: the graph draws random noise, and equality needs the same latents
 DETERMINISTIC = (0.0, 1.0, 0.0)
-
-
-def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    noise = float(np.sum((reference - test) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference**2)) / noise)
 
 
 def log_spectrum_db(audio: np.ndarray, n: int = 1024, hop: int = 256) -> np.ndarray:

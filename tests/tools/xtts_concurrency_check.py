@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 TRUSS = REPO / "xtts-streaming"
 # The Truss's code is the package `model`; the shared audio helpers are in tests/tools.
 sys.path[:0] = [str(TRUSS), str(REPO / "packages"), str(REPO / "tests" / "tools")]
-from audio_checks import tone, wav_b64  # noqa: E402
+from audio_checks import snr_db, tone, wav_b64  # noqa: E402
 
 TEXTS = ("Hello world, this is a tiny streaming test.", "Another voice says something else entirely.")
 
@@ -114,13 +114,11 @@ def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def snr_db(a: list[np.ndarray], b: list[np.ndarray]) -> float | None:
+def chunks_snr_db(a: list[np.ndarray], b: list[np.ndarray]) -> float | None:
     """b against a, where their chunks have the same lengths (else None)."""
     if [len(x) for x in a] != [len(y) for y in b] or not a:
         return None
-    x, y = np.concatenate(a).astype(np.float64), np.concatenate(b).astype(np.float64)
-    noise = float(np.sum((x - y) ** 2))
-    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(x**2) / noise))
+    return snr_db(np.concatenate(a), np.concatenate(b))
 
 
 def compare(alone: list[dict], together: list[dict], batches: dict[int, int] | None = None) -> dict:
@@ -129,7 +127,7 @@ def compare(alone: list[dict], together: list[dict], batches: dict[int, int] | N
     return {
         "streams": len(together),
         "exact": [same(a["chunks"], o["chunks"]) for a, o in zip(alone, together, strict=True)],
-        "snr_db": [snr_db(a["chunks"], o["chunks"]) for a, o in zip(alone, together, strict=True)],
+        "snr_db": [chunks_snr_db(a["chunks"], o["chunks"]) for a, o in zip(alone, together, strict=True)],
         "batches": batches or {},
         "errors": [o.get("error") for o in together],
         "chunks": [len(o["chunks"]) for o in together],
