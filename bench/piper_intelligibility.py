@@ -35,8 +35,8 @@ from local_truss.server import LocalTrussServer, server_environment  # noqa: E40
 
 REQUIREMENTS = REPO / "bench" / "requirements-intelligibility.txt"
 RATE = 16000
-VARIANTS = ("served", "served_int8", "piper_whole")
 SERVED = {"served": {}, "served_int8": {"PIPER_INT8": "1"}}  # variant: the server's environment
+VARIANTS = (*SERVED, "piper_whole")
 RECOGNIZERS = ("whisper", "pocketsphinx")
 # Sentences a voice agent might say, numbers spelled out. Whisper may write a
 # number as digits, an error for both variants alike (the comparison is what

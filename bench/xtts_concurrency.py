@@ -106,12 +106,12 @@ def worker(args) -> None:
     sys.path.insert(0, str(REPO / "tests" / "tools"))
     from xtts_concurrency_check import load_adapter
 
+    if args.mode == "unbatched":
+        os.environ["XTTS_BATCH_STEPS"] = "0"  # the setting, read as the model loads
     instances = args.streams if args.mode == "instances" else 1
     models = [load_adapter(args.checkpoint)[1] for _ in range(instances)]
     for served in models:
         served.engine.stream_decoder = args.decoder
-        if args.mode == "unbatched":
-            served.engine._batcher = None
     stream = _in_process_stream(models)
     run_round(stream, args.streams, 0)  # warm-up: every thread and model once
     loaded = _memory()

@@ -109,10 +109,14 @@ def chunk_plan(frames: int, start: int, size: int, in_hand_frames: float) -> tup
     return end, min(frames, end + max(0, budget))
 
 
+def voice_scales(config: PiperConfig, speed: float = 1.0) -> Scales:
+    """The voice's own noise and length scales, its length divided by `speed`."""
+    return (config.noise_scale, config.length_scale / speed, config.noise_w_scale)
+
+
 def int8_calibration(voice: PiperVoice) -> list[tuple[list[int], Scales]]:
     """CALIBRATION's sentences as the voice speaks them by default."""
-    config = voice.config
-    scales = (config.noise_scale, config.length_scale, config.noise_w_scale)
+    scales = voice_scales(voice.config)
     return [(voice.phonemes_to_ids(p), scales) for text in CALIBRATION for p in voice.phonemize(text)]
 
 
@@ -186,8 +190,7 @@ class PiperEngine:
         return self._parts[1].hop / self.sample_rate
 
     def scales(self, speed: float) -> Scales:
-        config = self._parts[0].config
-        return (config.noise_scale, config.length_scale / speed, config.noise_w_scale)
+        return voice_scales(self._parts[0].config, speed)
 
     def language(self, wanted: str | None) -> str:
         if wanted is not None and wanted.lower() not in LANGUAGES:

@@ -162,11 +162,11 @@ class StepBatcher:
             return_dict=True,
         )
         results = []
+        hidden = out.hidden_states
         for row, cache in enumerate(caches):
             for i in range(layers):
                 layer = merged.layers[i]
                 cache.update(layer.keys[row : row + 1, :, -1:], layer.values[row : row + 1, :, -1:], i)
-            hidden = out.hidden_states
             results.append(
                 BaseModelOutputWithPastAndCrossAttentions(
                     last_hidden_state=out.last_hidden_state[row : row + 1],
